@@ -1,0 +1,216 @@
+//! One replica: its Raft instance, its state machine's store and its
+//! configuration, started from a data directory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::raft::log_store::{LogOptions, LogStore};
+use crate::raft::network::Network;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{self, NodeId, Raft};
+use crate::service::status::{self, Unserved};
+use crate::sm::command::{Command, Reply};
+use crate::sm::store::KvStore;
+
+/// How long start-up waits for the group to elect a leader and catch up.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running replica. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft,
+    store: KvStore,
+    config: Config,
+    log: LogStore,
+    /// Held for the process's lifetime: one server per data directory.
+    _lock: File,
+}
+
+impl Node {
+    /// Opens (or initialises) the data directory, recovers the state (newest
+    /// valid snapshot, then the log), and returns once the group has a
+    /// leader and this replica has applied everything it had committed.
+    /// `on_raft` receives the Raft handle as soon as it exists, so that the
+    /// caller can serve peers' Raft RPCs during election.
+    pub async fn start(config: Config, on_raft: impl FnOnce(Raft)) -> anyhow::Result<Node> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let lock = lock_data_dir(&dir)?;
+        let (purge_tx, purge_rx) = mpsc::unbounded_channel();
+
+        let (sm, log) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || recover(&config, purge_tx)).await??
+        };
+        let store = sm.store();
+        let id = config.node_id;
+        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id), log.clone(), sm)
+            .await
+            .context("cannot start raft")?;
+        on_raft(raft.clone());
+        if !raft.is_initialized().await? {
+            // Every fresh replica proposes the same membership, which
+            // openraft allows; a restarted one rejoins from its own disk.
+            let members = membership(&config);
+            tracing::info!(dir = %dir.display(), replicas = members.len(), "initialising a new group");
+            raft.initialize(members).await?;
+        }
+        spawn_log_purger(raft.clone(), purge_rx);
+        if let Some(every) = config.snapshot_interval() {
+            spawn_snapshot_timer(raft.clone(), every);
+        }
+        let node = Node { inner: Arc::new(Inner { raft, store, config, log, _lock: lock }) };
+        node.wait_ready().await?;
+        Ok(node)
+    }
+
+    /// Waits until a leader is known. A replica whose peers are down serves
+    /// anyway after the timeout: it answers UNAVAILABLE until they return.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let raft = &self.inner.raft;
+        let wait = raft.wait(Some(READY_TIMEOUT));
+        if wait.metrics(|m| m.current_leader.is_some(), "a leader is elected").await.is_err() {
+            tracing::warn!("no leader after {READY_TIMEOUT:?}; serving anyway (requests get UNAVAILABLE)");
+        }
+        let m = raft.metrics().borrow().clone();
+        tracing::info!(applied = ?m.last_applied.map(|id| id.index), leader = ?m.current_leader, "ready");
+        Ok(())
+    }
+
+    pub fn max_value_bytes(&self) -> usize {
+        self.inner.config.max_value_bytes
+    }
+
+    /// The last log id on disk and the last purged one.
+    pub fn log_state(&self) -> (Option<types::LogId>, Option<types::LogId>) {
+        self.inner.log.state()
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Commits a write and returns the state machine's answer.
+    pub async fn write(&self, cmd: Command) -> Result<Reply, Unserved> {
+        let resp = self.inner.raft.client_write(cmd).await.map_err(status::write_error)?;
+        Ok(resp.data)
+    }
+
+    /// A linearizable read (read-index), served from the local store.
+    pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
+        self.inner.raft.ensure_linearizable().await.map_err(status::read_error)?;
+        self.inner.store.read(key).map_err(status::store_error)
+    }
+
+    /// Stops Raft; the log writer flushes what it has.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!("raft did not stop cleanly: {e}");
+        }
+    }
+}
+
+/// Rebuilds the state machine from snapshots and opens the log: blocking.
+fn recover(
+    config: &Config,
+    purge_tx: mpsc::UnboundedSender<u64>,
+) -> anyhow::Result<(StateMachine, LogStore)> {
+    let dir = &config.data_dir;
+    let sm = StateMachine::recover(dir, config.lmdb_map_bytes, config.snapshots_kept, purge_tx)?;
+    let opts = LogOptions { segment_bytes: config.log_segment_bytes, cache_bytes: config.log_cache_bytes };
+    let log = LogStore::open(dir, opts)?;
+    let purged = log.state().1.map_or(0, |id| id.index);
+    if purged > sm.snapshot_index() {
+        bail!(
+            "{}: the log was purged up to index {purged} but no valid snapshot covers it \
+             (newest valid snapshot: {}); the data cannot be recovered from this directory",
+            dir.display(),
+            sm.snapshot_index()
+        );
+    }
+    Ok((sm, log))
+}
+
+/// The group's members: the configured replicas, or this server alone.
+fn membership(config: &Config) -> BTreeMap<NodeId, types::Node> {
+    if config.replicas.is_empty() {
+        let addr = config.listen.to_string();
+        let raft_addr = config.raft_addr().to_string();
+        return BTreeMap::from([(config.node_id, types::Node { client_addr: addr, raft_addr })]);
+    }
+    config
+        .replicas
+        .iter()
+        .map(|r| {
+            let raft_addr = r.raft_addr.clone().unwrap_or_else(|| r.addr.clone());
+            (r.id, types::Node { client_addr: r.addr.clone(), raft_addr })
+        })
+        .collect()
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("data dir {} is in use by another ringkv process", dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context(format!("cannot lock {}", path.display())),
+    }
+}
+
+fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
+    let rc = openraft::Config {
+        cluster_name: "ringkv".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        // Purging is ours: the log is kept back to the oldest kept snapshot
+        // (see StateMachine::adopt), which openraft's count cannot express.
+        max_in_snapshot_log_to_keep: u64::MAX,
+        ..Default::default()
+    };
+    Ok(rc.validate()?)
+}
+
+/// Turns "snapshots older than X are gone" into a log purge up to X.
+fn spawn_log_purger(raft: Raft, mut rx: mpsc::UnboundedReceiver<u64>) {
+    tokio::spawn(async move {
+        while let Some(upto) = rx.recv().await {
+            if raft.trigger().purge_log(upto).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Takes a snapshot every `every` when something was applied since the last.
+fn spawn_snapshot_timer(raft: Raft, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let m = raft.metrics().borrow().clone();
+            let applied = m.last_applied.map(|id| id.index);
+            if applied.is_some() && applied != m.snapshot.map(|id| id.index) {
+                if raft.trigger().snapshot().await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,174 @@
+//! Raft's transport between the replicas of a group: openraft's RPCs over
+//! gRPC (`proto/ringkv/v1/raft.proto`), one lazily connected channel per
+//! peer. Payloads are openraft's own types, postcard-encoded.
+//!
+//! A standalone server is a group of one and never sends anything here.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use ringkv_api::pb::{raft_client::RaftClient, RaftPayload};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::types::{Node, NodeId, TypeConfig};
+
+/// Largest Raft message a replica sends or accepts. An append larger than
+/// this is split by openraft (we answer `PayloadTooLarge` with a hint).
+pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Creates a client per peer.
+#[derive(Clone)]
+pub struct Network {
+    me: NodeId,
+}
+
+impl Network {
+    pub fn new(me: NodeId) -> Self {
+        Self { me }
+    }
+}
+
+/// The client for one peer.
+pub struct PeerClient {
+    me: NodeId,
+    target: NodeId,
+    node: Node,
+    client: Result<RaftClient<Channel>, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        let client = Endpoint::from_shared(format!("http://{}", node.raft_addr))
+            .map(|e| {
+                let channel = e.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
+                RaftClient::new(channel)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE)
+            })
+            .map_err(|e| format!("bad raft address {:?} for replica {target}: {e}", node.raft_addr));
+        PeerClient { me: self.me, target, node: node.clone(), client }
+    }
+}
+
+/// Which RPC a call is, to the generated client.
+#[derive(Clone, Copy)]
+enum Call {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    /// Sends one RPC and decodes the peer's `Result<Resp, E>`.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        call: Call,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(why) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why.clone())))),
+        };
+        let data = postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = tonic::Request::new(RaftPayload { data: data.into() });
+        let ttl = option.hard_ttl();
+        let sent = tokio::time::timeout(ttl, send(client, call, request)).await;
+        let reply = match sent {
+            Err(_) => return Err(RPCError::Timeout(self.timeout(call, ttl))),
+            Ok(Err(status)) => return Err(transport_error(status)),
+            Ok(Ok(reply)) => reply,
+        };
+        let decoded: Result<Resp, E> =
+            postcard::from_bytes(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+
+    fn timeout(&self, call: Call, timeout: Duration) -> Timeout<NodeId> {
+        let action = match call {
+            Call::Append => RPCTypes::AppendEntries,
+            Call::Vote => RPCTypes::Vote,
+            Call::Snapshot => RPCTypes::InstallSnapshot,
+        };
+        Timeout { action, id: self.me, target: self.target, timeout }
+    }
+}
+
+async fn send(
+    mut client: RaftClient<Channel>,
+    call: Call,
+    request: tonic::Request<RaftPayload>,
+) -> Result<RaftPayload, tonic::Status> {
+    let reply = match call {
+        Call::Append => client.append_entries(request).await?,
+        Call::Vote => client.vote(request).await?,
+        Call::Snapshot => client.install_snapshot(request).await?,
+    };
+    Ok(reply.into_inner())
+}
+
+/// Roughly how many bytes an entry takes on the wire.
+fn entry_bytes(e: &super::types::Entry) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(cmd) => 64 + cmd.size_hint(),
+        _ => 256,
+    }
+}
+
+/// A peer that cannot be reached is `Unreachable` (openraft backs off);
+/// anything else is a network error (openraft retries).
+fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, Node, E> {
+    let err = std::io::Error::other(format!("{}: {}", status.code(), status.message()));
+    match status.code() {
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&err)),
+        _ => RPCError::Network(NetworkError::new(&err)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let entries = rpc.entries.len() as u64;
+        let size: usize = rpc.entries.iter().map(entry_bytes).sum();
+        if entries > 1 && size > MAX_RAFT_MESSAGE / 2 {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        }
+        self.call(Call::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(Call::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call(Call::Vote, &rpc, &option).await
+    }
+}

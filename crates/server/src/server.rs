@@ -1,0 +1,80 @@
+//! A server process: start the node, serve gRPC until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use futures::FutureExt;
+use ringkv_api::pb::key_value_server::KeyValueServer;
+use ringkv_api::pb::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::node::Node;
+use crate::raft::network::MAX_RAFT_MESSAGE;
+use crate::service::kv::KvService;
+use crate::service::raft::RaftService;
+
+/// Room for a request's other fields on top of the largest value.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
+/// Runs a server until `shutdown` completes: recovers first, then listens.
+/// Nothing is served to clients before the state is whole.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate()?;
+    let listen = config.listen;
+    tracing::info!(data_dir = %config.data_dir.display(), %listen, node_id = config.node_id, "starting");
+    // Peers must reach our Raft port while we recover and elect, so a
+    // separate Raft listener is bound first; it serves once Raft exists.
+    let raft_listener = match config.raft_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let node = Node::start(config.clone(), |raft| {
+        if let Some(l) = raft_listener {
+            tokio::spawn(serve_raft(l, RaftService::new(raft)));
+        }
+    })
+    .await?;
+    let listener = bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving clients");
+
+    // Twice the value limit: a value over the limit by less than that gets
+    // our clear INVALID_ARGUMENT rather than the transport's size error.
+    let max_message = config.max_value_bytes.saturating_mul(2).saturating_add(MESSAGE_OVERHEAD);
+    let kv = KeyValueServer::new(KvService::new(node.clone(), max_message))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let router = if config.raft_listen.is_none() {
+        builder.add_service(kv).add_service(raft_server(RaftService::new(node.raft().clone())))
+    } else {
+        builder.add_service(kv)
+    };
+    let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    served.context("gRPC server failed")
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn raft_server(svc: RaftService) -> RaftServer<RaftService> {
+    RaftServer::new(svc).max_decoding_message_size(MAX_RAFT_MESSAGE).max_encoding_message_size(MAX_RAFT_MESSAGE)
+}
+
+/// Serves Raft RPCs on their own listener until the process ends.
+async fn serve_raft(listener: TcpListener, svc: RaftService) {
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(raft_server(svc))
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .map(|r| r.context("raft listener failed"))
+        .await;
+    if let Err(e) = served {
+        tracing::error!("{e:#}");
+    }
+}

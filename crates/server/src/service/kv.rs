@@ -1,0 +1,120 @@
+//! The public `KeyValue` service (proto/ringkv/v1/kv.proto).
+//!
+//! Each RPC only validates its request and builds a `Command`; committing,
+//! answering, forwarding to the leader and error mapping are shared by all
+//! of them (`answer`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringkv_api::pb::{self, key_value_server::KeyValue};
+use tonic::{Request, Response, Status};
+
+use super::forward::{Forwardable, Forwarder};
+use super::status::{self, InputError, Unserved};
+use crate::node::Node;
+use crate::sm::command::{self, Command, Reply};
+
+type Answer = Result<Response<pb::Reply>, Status>;
+
+/// Serves `KeyValue` from one node.
+#[derive(Clone)]
+pub struct KvService {
+    node: Node,
+    forwarder: Arc<Forwarder>,
+}
+
+impl KvService {
+    pub fn new(node: Node, max_message: usize) -> Self {
+        Self { node, forwarder: Arc::new(Forwarder::new(max_message)) }
+    }
+
+    fn key(&self, key: &Bytes) -> Result<Vec<u8>, InputError> {
+        ringkv_api::key::validate_key(key)?;
+        Ok(key.to_vec())
+    }
+
+    fn data(&self, data: &Bytes) -> Result<Vec<u8>, InputError> {
+        let limit = self.node.max_value_bytes();
+        if data.len() > limit {
+            return Err(InputError::DataTooLarge { len: data.len(), limit });
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Answers from the local result, or forwards `msg` to the leader when
+    /// this replica is not it (once: see `forward.rs`).
+    async fn answer<T: Forwardable>(&self, forwarded: bool, msg: T, local: Result<Reply, Unserved>) -> Answer {
+        match local {
+            Ok(reply) => Ok(Response::new(reply.into())),
+            Err(Unserved::Elsewhere(leader)) if !forwarded => self.forwarder.forward(&leader, msg).await,
+            Err(Unserved::Elsewhere(_)) => Err(status::no_leader()),
+            Err(Unserved::Status(s)) => Err(s),
+        }
+    }
+
+    /// A write: commit `cmd` through Raft here, or forward.
+    async fn write<T: Forwardable>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
+        let forwarded = Forwarder::was_forwarded(&req);
+        let msg = req.into_inner();
+        let cmd = cmd(&msg)?;
+        let local = self.node.write(cmd).await;
+        self.answer(forwarded, msg, local).await
+    }
+}
+
+#[tonic::async_trait]
+impl KeyValue for KvService {
+    async fn set(&self, request: Request<pb::SetRequest>) -> Answer {
+        self.write(request, |r| Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? }))
+            .await
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Answer {
+        let forwarded = Forwarder::was_forwarded(&request);
+        let msg = request.into_inner();
+        let key = self.key(&msg.key)?;
+        let local = self.node.read(&key).await;
+        self.answer(forwarded, msg, local).await
+    }
+
+    async fn del(&self, request: Request<pb::DelRequest>) -> Answer {
+        self.write(request, |r| Ok(Command::Del { key: self.key(&r.key)? })).await
+    }
+
+    async fn del_version(&self, request: Request<pb::DelVersionRequest>) -> Answer {
+        self.write(request, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version })).await
+    }
+
+    async fn test_and_set(&self, request: Request<pb::TestAndSetRequest>) -> Answer {
+        self.write(request, |r| {
+            Ok(Command::TestAndSet {
+                key: self.key(&r.key)?,
+                timestamp: r.timestamp,
+                data: self.data(&r.data)?,
+                version: r.version,
+            })
+        })
+        .await
+    }
+}
+
+impl From<command::Status> for pb::Status {
+    fn from(s: command::Status) -> Self {
+        match s {
+            command::Status::Success => pb::Status::Success,
+            command::Status::Error => pb::Status::Error,
+            command::Status::ErrorNe => pb::Status::ErrorNe,
+            command::Status::ErrorWv => pb::Status::ErrorWv,
+        }
+    }
+}
+
+impl From<command::Reply> for pb::Reply {
+    fn from(r: command::Reply) -> Self {
+        pb::Reply {
+            status: pb::Status::from(r.status) as i32,
+            value: r.value.map(|v| pb::Value { version: v.version, timestamp: v.timestamp, data: Bytes::from(v.data) }),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The state machine: deterministic application of commands to the store.
+
+pub mod command;
+pub mod store;
+pub mod snapshot;
+pub mod outcome_table;

@@ -1,0 +1,329 @@
+//! Snapshot files (`snap.X`, X = the last log index they include).
+//!
+//! A snapshot is streamed from one LMDB read transaction, so it is exactly
+//! the state at its log index even while writes continue. The file is
+//! written as `snap.X.tmp`, fsynced, then renamed, so a crash never leaves a
+//! half-written `snap.X`; a checksum over the whole file catches the rest.
+//!
+//! Layout:
+//! ```text
+//! "RKVSNAP1" | u32 meta_len | meta (postcard SnapshotMeta)
+//! { 0x01 | u32 key_len | key | u32 value_len | value }*     value as in store.rs
+//! 0x00 | u64 record_count | u32 crc32 of every byte before it
+//! ```
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use heed::{RoTxn, WithoutTls};
+
+use super::store::{KvStore, StoreError};
+use crate::raft::types::SnapshotMeta;
+
+const MAGIC: &[u8; 8] = b"RKVSNAP1";
+const RECORD: u8 = 1;
+const END: u8 = 0;
+const PREFIX: &str = "snap.";
+
+/// Why a snapshot could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("snapshot {path} is corrupt: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A snapshot file on disk, by index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub index: u64,
+    pub path: PathBuf,
+}
+
+/// The file name of the snapshot whose last log index is `index`.
+pub fn file_name(index: u64) -> String {
+    format!("{PREFIX}{index:020}")
+}
+
+/// The log index a snapshot's metadata stands for (0 when empty).
+pub fn meta_index(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.map_or(0, |id| id.index)
+}
+
+/// Every complete snapshot file in `dir`, oldest first.
+pub fn list(dir: &Path) -> io::Result<Vec<SnapshotFile>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(index) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        found.push(SnapshotFile { index, path: entry.path() });
+    }
+    found.sort_by_key(|f| f.index);
+    Ok(found)
+}
+
+/// Removes leftover `snap.*.tmp` files of interrupted writes or transfers.
+pub fn remove_temporaries(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(PREFIX) && name.ends_with(".tmp") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the newest `keep` snapshots and deletes the rest. Returns the
+/// oldest index kept: the log up to it is no longer needed.
+pub fn retain(dir: &Path, keep: usize) -> io::Result<Option<u64>> {
+    let files = list(dir)?;
+    let cut = files.len().saturating_sub(keep);
+    for old in &files[..cut] {
+        fs::remove_file(&old.path)?;
+        tracing::debug!(path = %old.path.display(), "removed old snapshot");
+    }
+    sync_dir(dir)?;
+    Ok(files.get(cut).map(|f| f.index))
+}
+
+/// Writes the state seen by `txn` as `snap.X` in `dir` and returns its path.
+/// The caller builds `meta` from the same transaction.
+pub fn write(
+    dir: &Path,
+    store: &KvStore,
+    txn: &RoTxn<'_, WithoutTls>,
+    meta: &SnapshotMeta,
+) -> Result<PathBuf, SnapshotError> {
+    let name = file_name(meta_index(meta));
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let io_err = |source| SnapshotError::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io_err)?;
+    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+    let meta_bytes = postcard::to_allocvec(meta)
+        .map_err(|e| SnapshotError::Corrupt { path: tmp.clone(), why: e.to_string() })?;
+    out.put(MAGIC).map_err(io_err)?;
+    out.put(&len_u32(meta_bytes.len())?.to_le_bytes()).map_err(io_err)?;
+    out.put(&meta_bytes).map_err(io_err)?;
+    let mut count = 0u64;
+    for kv in store.iter(txn)? {
+        let (key, value) = kv?;
+        out.put(&[RECORD]).map_err(io_err)?;
+        out.put(&len_u32(key.len())?.to_le_bytes()).map_err(io_err)?;
+        out.put(key).map_err(io_err)?;
+        out.put(&len_u32(value.len())?.to_le_bytes()).map_err(io_err)?;
+        out.put(value).map_err(io_err)?;
+        count += 1;
+    }
+    out.put(&[END]).map_err(io_err)?;
+    out.put(&count.to_le_bytes()).map_err(io_err)?;
+    let crc = out.hasher.clone().finalize();
+    let mut writer = out.inner;
+    writer.write_all(&crc.to_le_bytes()).map_err(io_err)?;
+    let file = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    fs::rename(&tmp, &path).map_err(io_err)?;
+    sync_dir(dir).map_err(io_err)?;
+    Ok(path)
+}
+
+/// Verifies a snapshot file end to end (checksum and framing) and returns
+/// its metadata, without loading it.
+pub fn verify(path: &Path) -> Result<SnapshotMeta, SnapshotError> {
+    read(path, |_, _| Ok(()))
+}
+
+/// Reads a snapshot, calling `each(key, value)` per record, and returns its
+/// metadata. Records are handed out before the checksum is known: a caller
+/// that loads them must discard its work if this returns an error.
+pub fn read(
+    path: &Path,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<SnapshotMeta, SnapshotError> {
+    let corrupt = |why: String| SnapshotError::Corrupt { path: path.to_owned(), why };
+    let io_err = |source| SnapshotError::Io { path: path.to_owned(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let mut input = Checksummed::new(BufReader::with_capacity(1 << 20, file));
+    let short = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => corrupt("file ends early".into()),
+        _ => io_err(e),
+    };
+    let magic: [u8; 8] = input.array().map_err(short)?;
+    if &magic != MAGIC {
+        return Err(corrupt("not a ringkv snapshot (bad magic)".into()));
+    }
+    let meta_len = u32::from_le_bytes(input.array().map_err(short)?) as usize;
+    let meta_bytes = input.vec(meta_len).map_err(short)?;
+    let meta: SnapshotMeta =
+        postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    let mut count = 0u64;
+    loop {
+        let [tag] = input.array().map_err(short)?;
+        match tag {
+            RECORD => {
+                let klen = u32::from_le_bytes(input.array().map_err(short)?) as usize;
+                let key = input.vec(klen).map_err(short)?;
+                let vlen = u32::from_le_bytes(input.array().map_err(short)?) as usize;
+                let value = input.vec(vlen).map_err(short)?;
+                each(&key, &value)?;
+                count += 1;
+            }
+            END => break,
+            other => return Err(corrupt(format!("unknown record tag {other} after {count} records"))),
+        }
+    }
+    let stored_count = u64::from_le_bytes(input.array().map_err(short)?);
+    let crc = input.hasher.clone().finalize();
+    let mut stored_crc = [0u8; 4];
+    input.inner.read_exact(&mut stored_crc).map_err(short)?;
+    if u32::from_le_bytes(stored_crc) != crc || stored_count != count {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    if input.inner.read(&mut [0u8; 1]).map_err(io_err)? != 0 {
+        return Err(corrupt("trailing bytes after the checksum".into()));
+    }
+    Ok(meta)
+}
+
+/// Replaces the store's content with the snapshot at `path`, in one write
+/// transaction: if the file turns out corrupt, nothing is committed.
+pub fn load(path: &Path, store: &KvStore) -> Result<SnapshotMeta, SnapshotError> {
+    let mut batch = store.batch()?;
+    batch.clear()?;
+    let meta = read(path, |k, v| batch.put_raw(k, v))?;
+    if let Some(id) = &meta.last_log_id {
+        batch.set_applied(id)?;
+    }
+    batch.set_membership(&meta.last_membership)?;
+    batch.commit()?;
+    Ok(meta)
+}
+
+/// fsyncs a directory so that renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn len_u32(len: usize) -> Result<u32, SnapshotError> {
+    u32::try_from(len).map_err(|_| SnapshotError::Corrupt {
+        path: PathBuf::new(),
+        why: format!("a record of {len} bytes does not fit the format"),
+    })
+}
+
+/// A reader or writer that keeps a running CRC32 of the bytes through it.
+struct Checksummed<T> {
+    inner: T,
+    hasher: crc32fast::Hasher,
+}
+
+impl<T> Checksummed<T> {
+    fn new(inner: T) -> Self {
+        Self { inner, hasher: crc32fast::Hasher::new() }
+    }
+}
+
+impl<W: Write> Checksummed<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.hasher.update(bytes);
+        self.inner.write_all(bytes)
+    }
+}
+
+impl<R: Read> Checksummed<R> {
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.inner.read_exact(&mut buf)?;
+        self.hasher.update(&buf);
+        Ok(buf)
+    }
+
+    fn vec(&mut self, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        (&mut self.inner).take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.hasher.update(&buf);
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::LogId;
+    use crate::sm::command::Command;
+
+    fn store_with(n: u8) -> (tempfile::TempDir, KvStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open_fresh(&dir.path().join("sm"), 1 << 26).unwrap();
+        let mut b = store.batch().unwrap();
+        for k in 0..n {
+            b.apply(Command::Set { key: vec![k], timestamp: 3, data: vec![k; k as usize] }).unwrap();
+        }
+        b.set_applied(&LogId::new(openraft::CommittedLeaderId::new(1, 0), n as u64)).unwrap();
+        b.commit().unwrap();
+        (dir, store)
+    }
+
+    fn meta_of(store: &KvStore, txn: &RoTxn<'_, WithoutTls>) -> SnapshotMeta {
+        let (last_log_id, last_membership) = store.applied_state(txn).unwrap();
+        SnapshotMeta { last_log_id, last_membership, snapshot_id: "t".into() }
+    }
+
+    #[test]
+    fn write_then_load_round_trips() {
+        let (dir, store) = store_with(50);
+        let txn = store.read_owned().unwrap();
+        let meta = meta_of(&store, &txn);
+        let path = write(dir.path(), &store, &txn, &meta).unwrap();
+        drop(txn);
+        assert!(path.ends_with(file_name(50)));
+        let other = KvStore::open_fresh(&dir.path().join("sm2"), 1 << 26).unwrap();
+        assert_eq!(load(&path, &other).unwrap(), meta);
+        for k in 0..50u8 {
+            assert_eq!(other.read(&[k]).unwrap(), store.read(&[k]).unwrap());
+        }
+    }
+
+    #[test]
+    fn any_flipped_byte_is_caught() {
+        let (dir, store) = store_with(5);
+        let txn = store.read_owned().unwrap();
+        let path = write(dir.path(), &store, &txn, &meta_of(&store, &txn)).unwrap();
+        let good = fs::read(&path).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            assert!(verify(&path).is_err(), "flip at byte {i} not caught");
+        }
+        fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(verify(&path).is_err());
+    }
+
+    #[test]
+    fn retain_keeps_the_newest() {
+        let (dir, store) = store_with(1);
+        for i in [5u64, 9, 12, 20] {
+            let txn = store.read_owned().unwrap();
+            let mut meta = meta_of(&store, &txn);
+            meta.last_log_id = Some(LogId::new(openraft::CommittedLeaderId::new(1, 0), i));
+            write(dir.path(), &store, &txn, &meta).unwrap();
+        }
+        assert_eq!(retain(dir.path(), 3).unwrap(), Some(9));
+        let left: Vec<u64> = list(dir.path()).unwrap().iter().map(|f| f.index).collect();
+        assert_eq!(left, vec![9, 12, 20]);
+    }
+}
