@@ -1,1 +1,180 @@
+//! A typed async client for ringkv.
+//!
+//! Keys are big integers (`num_bigint::BigInt`), values are `Value`s, and
+//! every call answers a `Reply` whose `Outcome` is the operation's result
+//! (DESIGN.md §2) or a `ClientError` when there was no answer. The channel
+//! connects lazily and reconnects by itself when the server comes back, so
+//! one `Client` can outlive server restarts.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ringkv_client::ClientError> {
+//! use ringkv_client::{Client, ClientOptions, Outcome};
+//! let client = Client::new("127.0.0.1:7070", ClientOptions::default())?;
+//! let key = num_bigint::BigInt::from(42);
+//! client.set(&key, 0, "hello").await?;
+//! let r = client.get(&key).await?;
+//! assert_eq!(r.outcome, Outcome::Success);
+//! # Ok(()) }
+//! ```
 
+mod error;
+mod types;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use num_bigint::BigInt;
+use ringkv_api::encode_key;
+use ringkv_api::pb::{self, key_value_client::KeyValueClient};
+use tonic::transport::{Channel, Endpoint};
+
+pub use error::ClientError;
+pub use types::{Outcome, Reply, Value};
+
+/// Largest message the client sends or accepts: the server's 4 MiB value
+/// limit plus headroom (a server configured higher needs a matching client).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// First pause between retries of a read; doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How the client talks to the server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Deadline of one call, retries included.
+    pub timeout: Duration,
+    /// Deadline of one connection attempt.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(5), connect_timeout: Duration::from_secs(3) }
+    }
+}
+
+/// A connection to a ringkv server. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Client {
+    stub: KeyValueClient<Channel>,
+    opts: ClientOptions,
+}
+
+impl Client {
+    /// A client for `addr` ("host:port" or "http://host:port"). Connects on
+    /// first use, and again after any failure.
+    pub fn new(addr: &str, opts: ClientOptions) -> Result<Client, ClientError> {
+        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::Config(format!("bad server address {addr:?}: {e}")))?
+            .connect_timeout(opts.connect_timeout)
+            .tcp_nodelay(true);
+        let stub = KeyValueClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        Ok(Client { stub, opts })
+    }
+
+    /// Like `new`, then waits up to `wait` until the server answers.
+    pub async fn connect(addr: &str, opts: ClientOptions, wait: Duration) -> Result<Client, ClientError> {
+        let client = Client::new(addr, opts)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match client.get(&BigInt::from(0)).await {
+                Ok(_) => return Ok(client),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(FIRST_BACKOFF * 5).await,
+            }
+        }
+    }
+
+    /// Inserts `(1, timestamp, data)` if `key` is absent.
+    pub async fn set(&self, key: &BigInt, timestamp: i64, data: impl Into<Bytes>) -> Result<Reply, ClientError> {
+        let req = pb::SetRequest { key: key_bytes(key), timestamp, data: data.into() };
+        self.once(req, |mut s, r| async move { s.set(r).await }).await
+    }
+
+    /// Reads `key` (linearizable). Retried on UNAVAILABLE within the
+    /// timeout: a read has no effect to duplicate.
+    pub async fn get(&self, key: &BigInt) -> Result<Reply, ClientError> {
+        let req = pb::GetRequest { key: key_bytes(key) };
+        self.retrying(req, |mut s, r| async move { s.get(r).await }).await
+    }
+
+    /// Removes `key`.
+    pub async fn del(&self, key: &BigInt) -> Result<Reply, ClientError> {
+        let req = pb::DelRequest { key: key_bytes(key) };
+        self.once(req, |mut s, r| async move { s.del(r).await }).await
+    }
+
+    /// Removes `key` if its version is `version`.
+    pub async fn del_version(&self, key: &BigInt, version: i64) -> Result<Reply, ClientError> {
+        let req = pb::DelVersionRequest { key: key_bytes(key), version };
+        self.once(req, |mut s, r| async move { s.del_version(r).await }).await
+    }
+
+    /// Replaces `key` with `(version + 1, timestamp, data)` if its version is
+    /// `version`.
+    pub async fn test_and_set(
+        &self,
+        key: &BigInt,
+        timestamp: i64,
+        data: impl Into<Bytes>,
+        version: i64,
+    ) -> Result<Reply, ClientError> {
+        let req = pb::TestAndSetRequest { key: key_bytes(key), timestamp, data: data.into(), version };
+        self.once(req, |mut s, r| async move { s.test_and_set(r).await }).await
+    }
+
+    /// The generated stub, for callers that must send what the typed API
+    /// will not build (tests of the server's input checks).
+    pub fn raw(&self) -> KeyValueClient<Channel> {
+        self.stub.clone()
+    }
+
+    /// One attempt: writes are not retried, since a retry could apply a
+    /// write twice.
+    async fn once<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
+    where
+        F: FnOnce(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
+    {
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(self.opts.timeout);
+        let sent = tokio::time::timeout(self.opts.timeout, call(self.stub.clone(), request)).await;
+        match sent {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(r) => Reply::try_from(r?.into_inner()),
+        }
+    }
+
+    /// Attempts until an answer, a non-retryable error, or the timeout.
+    async fn retrying<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
+    where
+        T: Clone,
+        F: Fn(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(left);
+            let err = match tokio::time::timeout(left, call(self.stub.clone(), request)).await {
+                Err(_) => return Err(ClientError::Timeout),
+                Ok(Ok(r)) => return Reply::try_from(r.into_inner()),
+                Ok(Err(status)) => ClientError::from(status),
+            };
+            if !err.is_unavailable() || Instant::now() + backoff >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+fn key_bytes(key: &BigInt) -> Bytes {
+    Bytes::from(encode_key(key))
+}

@@ -97,6 +97,11 @@ impl Node {
         self.inner.log.state()
     }
 
+    /// The state machine's store (for status and digests).
+    pub fn store(&self) -> KvStore {
+        self.inner.store.clone()
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use futures::FutureExt;
+use ringkv_api::pb::admin_server::AdminServer;
 use ringkv_api::pb::key_value_server::KeyValueServer;
 use ringkv_api::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
@@ -13,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::node::Node;
 use crate::raft::network::MAX_RAFT_MESSAGE;
+use crate::service::admin::AdminService;
 use crate::service::kv::KvService;
 use crate::service::raft::RaftService;
 
@@ -46,11 +48,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let kv = KeyValueServer::new(KvService::new(node.clone(), max_message))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let admin = AdminServer::new(AdminService::new(node.clone()));
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    let router = if config.raft_listen.is_none() {
-        builder.add_service(kv).add_service(raft_server(RaftService::new(node.raft().clone())))
-    } else {
-        builder.add_service(kv)
+    let router = builder.add_service(kv).add_service(admin);
+    let router = match config.raft_listen {
+        None => router.add_service(raft_server(RaftService::new(node.raft().clone()))),
+        Some(_) => router,
     };
     let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     tracing::info!("stopping");

@@ -137,17 +137,39 @@ fn hex(b: &[u8]) -> String {
 /// A 64-bit FNV-1a digest of a state in key order: equal states, equal
 /// digests, on every replica and in every tool.
 pub fn digest<'a>(entries: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
+    let mut d = Digester::default();
     for (k, v) in entries {
-        eat(k);
-        eat(v);
+        d.add(k, v);
     }
-    h
+    d.finish()
+}
+
+/// The streaming form of `digest`, fed one key and value at a time.
+pub struct Digester(u64);
+
+impl Default for Digester {
+    fn default() -> Self {
+        Digester(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Digester {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.eat(key);
+        self.eat(value);
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        // Length first, so that ("ab", "c") and ("a", "bc") differ.
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }

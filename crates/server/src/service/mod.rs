@@ -1,6 +1,7 @@
 //! The gRPC services a server offers. `kv` is the public `KeyValue` API;
 //! `status` maps every internal error to a gRPC status, in one place.
 
+pub mod admin;
 pub mod forward;
 pub mod kv;
 pub mod raft;

@@ -116,6 +116,31 @@ impl KvStore {
     }
 }
 
+/// A digest of the whole state and the applied index it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub applied_index: u64,
+    pub keys: u64,
+    pub digest: u64,
+}
+
+impl KvStore {
+    /// Digests every key and value in one read transaction (a full scan:
+    /// for status checks and tests, not for the request path).
+    pub fn digest(&self) -> Result<Digest, StoreError> {
+        let txn = self.env.read_txn()?;
+        let (applied, _) = self.applied_state(&txn)?;
+        let mut keys = 0;
+        let mut digest = crate::verify::Digester::default();
+        for kv in self.iter(&txn)? {
+            let (k, v) = kv?;
+            digest.add(k, v);
+            keys += 1;
+        }
+        Ok(Digest { applied_index: applied.map_or(0, |id| id.index), keys, digest: digest.finish() })
+    }
+}
+
 /// A write transaction over the store.
 pub struct Batch<'s> {
     store: &'s KvStore,

@@ -1,0 +1,98 @@
+//! `ringkv server`: configuration from a TOML file, overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use ringkv_server::config::{Config, Replica};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// TOML configuration file (see the README for every key); flags
+    /// override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory: created and initialised when new, recovered otherwise.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Client gRPC address, e.g. 127.0.0.1:7070.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// This replica's id in its group.
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Raft address for peers (required with --replica).
+    #[arg(long)]
+    pub raft_listen: Option<SocketAddr>,
+    /// A member of the group: ID=CLIENT_ADDR/RAFT_ADDR (repeat per replica,
+    /// this one included).
+    #[arg(long = "replica", value_parser = parse_replica)]
+    pub replicas: Vec<Replica>,
+    /// Snapshot after this many log entries.
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Also snapshot this often, in seconds (0: off).
+    #[arg(long)]
+    pub snapshot_interval: Option<u64>,
+    /// Largest value accepted, in bytes.
+    #[arg(long)]
+    pub max_value_bytes: Option<usize>,
+}
+
+fn parse_replica(text: &str) -> Result<Replica, String> {
+    let (id, addrs) = text.split_once('=').ok_or("want ID=CLIENT_ADDR/RAFT_ADDR")?;
+    let id = id.parse().map_err(|_| format!("replica id {id:?} is not a number"))?;
+    let (addr, raft) = match addrs.split_once('/') {
+        Some((a, r)) => (a.to_owned(), Some(r.to_owned())),
+        None => (addrs.to_owned(), None),
+    };
+    Ok(Replica { id, addr, raft_addr: raft })
+}
+
+impl ServerArgs {
+    /// The configuration: defaults, then the file, then the flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($flag:ident => $field:ident),*) => {$(
+                if let Some(v) = self.$flag.clone() { c.$field = v.into(); }
+            )*};
+        }
+        over!(data_dir => data_dir, listen => listen, node_id => node_id, snapshot_every => snapshot_every,
+              snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes);
+        if self.raft_listen.is_some() {
+            c.raft_listen = self.raft_listen;
+        }
+        if !self.replicas.is_empty() {
+            c.replicas = self.replicas.clone();
+        }
+        c.validate().map_err(|e| anyhow!(e))?;
+        Ok(c)
+    }
+}
+
+/// Runs a server until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    ringkv_server::server::run(config, shutdown_signal()).await.context("server failed")
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,151 @@
+//! Every operation driven to every outcome it has (DESIGN.md §2), row by row
+//! from `crates/server/testdata/outcomes.table`, through a real server; and
+//! bad input answered with a clear error while the server keeps serving.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::Server;
+use num_bigint::BigInt;
+use ringkv_api::pb;
+use ringkv_client::{Client, ClientError, Outcome, Reply, Value};
+use ringkv_server::sm::command::{self, Command};
+use ringkv_server::sm::outcome_table::{rows, setup, Op};
+
+fn outcome(s: command::Status) -> Outcome {
+    match s {
+        command::Status::Success => Outcome::Success,
+        command::Status::Error => Outcome::Error,
+        command::Status::ErrorNe => Outcome::ErrorNe,
+        command::Status::ErrorWv => Outcome::ErrorWv,
+    }
+}
+
+fn value(v: Option<command::Value>) -> Option<Value> {
+    v.map(|v| Value { version: v.version, timestamp: v.timestamp, data: Bytes::from(v.data) })
+}
+
+async fn run(client: &Client, key: &BigInt, cmd: Command) -> Reply {
+    let r = match cmd {
+        Command::Set { timestamp, data, .. } => client.set(key, timestamp, data).await,
+        Command::Del { .. } => client.del(key).await,
+        Command::DelVersion { version, .. } => client.del_version(key, version).await,
+        Command::TestAndSet { timestamp, data, version, .. } => {
+            client.test_and_set(key, timestamp, data, version).await
+        }
+    };
+    r.expect("request failed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_of_the_outcome_table() {
+    let server = Server::start(&[]).await;
+    let client = server.client();
+    for (i, row) in rows(b"\x00").into_iter().enumerate() {
+        // A fresh key per row; big and negative ones too.
+        let key = BigInt::from(-1_000_000_007i64) * BigInt::from(i as u64 + 1).pow(5);
+        let wire = ringkv_api::encode_key(&key);
+        for cmd in row.before.iter().flat_map(|v| setup(&wire, v)) {
+            run(&client, &key, cmd).await;
+        }
+        let reply = match row.op.clone() {
+            Op::Get => client.get(&key).await.expect("get"),
+            Op::Write(cmd) => run(&client, &key, cmd).await,
+        };
+        let want = Reply { outcome: outcome(row.outcome), value: value(row.returned.clone()) };
+        assert_eq!(reply, want, "line {}: {}", row.line, row.text);
+        let after = client.get(&key).await.expect("get after").value;
+        assert_eq!(after, value(row.after.clone()), "state after, line {}: {}", row.line, row.text);
+    }
+}
+
+fn invalid_argument(r: Result<tonic::Response<pb::Reply>, tonic::Status>) -> String {
+    let status = r.expect_err("bad input was accepted");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status.message().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keys_are_refused_with_a_reason() {
+    let server = Server::start(&[]).await;
+    let mut raw = server.client().raw();
+    for bad in [&b""[..], b"\x00\x05", b"\xff\xff", b"\x00\x00"] {
+        let key = Bytes::copy_from_slice(bad);
+        let msg = invalid_argument(raw.get(pb::GetRequest { key: key.clone() }).await);
+        assert!(msg.contains("key"), "{msg}");
+        let set = pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"x") };
+        invalid_argument(raw.set(set).await);
+        invalid_argument(raw.del(pb::DelRequest { key: key.clone() }).await);
+        invalid_argument(raw.del_version(pb::DelVersionRequest { key: key.clone(), version: 1 }).await);
+        let tas = pb::TestAndSetRequest { key, timestamp: 1, data: Bytes::new(), version: 1 };
+        invalid_argument(raw.test_and_set(tas).await);
+    }
+    // Nothing was written by the refused requests.
+    let ok = server.client().get(&BigInt::from(0)).await.expect("server still serves");
+    assert_eq!(ok.outcome, Outcome::Error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_over_the_limit_is_refused_never_truncated() {
+    let server = Server::start(&["--max-value-bytes", "1000"]).await;
+    let client = server.client();
+    let key = BigInt::from(7);
+    let err = client.set(&key, 1, vec![b'x'; 1001]).await.expect_err("accepted data over the limit");
+    assert!(matches!(err, ClientError::InvalidArgument(ref m) if m.contains("1001") && m.contains("1000")), "{err}");
+    assert_eq!(client.get(&key).await.unwrap().outcome, Outcome::Error, "refused set must not write");
+    // Exactly at the limit is accepted and kept whole.
+    let full = vec![b'y'; 1000];
+    assert_eq!(client.set(&key, 1, full.clone()).await.unwrap().outcome, Outcome::Success);
+    let err = client.test_and_set(&key, 2, vec![b'z'; 5000], 1).await.expect_err("tas over the limit");
+    assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+    let got = client.get(&key).await.unwrap().value.unwrap();
+    assert_eq!((got.version, got.data.as_ref()), (1, &full[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limit_accepts_four_mebibytes() {
+    let server = Server::start(&[]).await;
+    let client = server.client();
+    let data: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let key = BigInt::from(4);
+    assert_eq!(client.set(&key, 1, data.clone()).await.unwrap().outcome, Outcome::Success);
+    assert_eq!(client.get(&key).await.unwrap().value.unwrap().data.as_ref(), &data[..]);
+    let err = client.set(&BigInt::from(5), 1, vec![0u8; 4 * 1024 * 1024 + 1]).await.expect_err("over 4 MiB");
+    assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_dropped_connections_do_not_hurt() {
+    let server = Server::start(&[]).await;
+    let client = server.client();
+    let key = BigInt::from(99);
+    client.set(&key, 1, "kept").await.unwrap();
+
+    // Not HTTP/2 at all.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage \x01\x02").unwrap();
+    drop(s);
+    // Random bytes.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    let junk: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let _ = s.write_all(&junk);
+    drop(s);
+    // A valid HTTP/2 preface, then the connection dropped mid-request.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+    drop(s);
+    // A real request whose client gives up before the answer.
+    let impatient = ringkv_client::Client::new(
+        &server.addr,
+        ringkv_client::ClientOptions { timeout: Duration::from_micros(1), ..Default::default() },
+    )
+    .unwrap();
+    let _ = impatient.set(&BigInt::from(100), 1, vec![1u8; 1 << 20]).await;
+
+    let got = client.get(&key).await.expect("server keeps serving");
+    assert_eq!(got.value.unwrap().data.as_ref(), b"kept");
+    assert_eq!(client.set(&BigInt::from(101), 1, "after").await.unwrap().outcome, Outcome::Success);
+}

@@ -1,0 +1,65 @@
+//! The `Admin` service (`admin.proto`): a replica's view of itself and its
+//! group, from openraft's metrics and the store.
+
+use openraft::ServerState;
+use ringkv_api::pb::{admin_server::Admin, Member, StatusReply, StatusRequest};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+#[derive(Clone)]
+pub struct AdminService {
+    node: Node,
+}
+
+impl AdminService {
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+fn role(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let m = self.node.raft().metrics().borrow().clone();
+        let members = m
+            .membership_config
+            .nodes()
+            .map(|(id, n)| Member { id: *id, addr: n.client_addr.clone(), raft_addr: n.raft_addr.clone() })
+            .collect();
+        let mut reply = StatusReply {
+            node_id: m.id,
+            role: role(m.state).into(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |id| id.index),
+            snapshot_index: m.snapshot.map_or(0, |id| id.index),
+            purged_index: m.purged.map_or(0, |id| id.index),
+            members,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        };
+        if request.into_inner().with_digest {
+            let store = self.node.store();
+            let digest = tokio::task::spawn_blocking(move || store.digest())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("storage error: {e}")))?;
+            reply.digest = Some(format!("{:016x}", digest.digest));
+            reply.digest_index = digest.applied_index;
+            reply.keys = digest.keys;
+        }
+        Ok(Response::new(reply))
+    }
+}
