@@ -62,6 +62,10 @@ impl From<tonic::Status> for ClientError {
 }
 
 fn is_transport(s: &tonic::Status) -> bool {
+    use std::error::Error;
+    if s.source().is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some()) {
+        return true;
+    }
     let m = s.message().to_ascii_lowercase();
     m.contains("transport") || m.contains("connect") || m.contains("connection") || m.contains("broken pipe")
 }

@@ -9,7 +9,7 @@ use ringkv_api::pb::admin_server::AdminServer;
 use ringkv_api::pb::key_value_server::KeyValueServer;
 use ringkv_api::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::node::Node;
@@ -55,10 +55,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         None => router.add_service(raft_server(RaftService::new(node.raft().clone()))),
         Some(_) => router,
     };
-    let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    let served = router.serve_with_incoming_shutdown(incoming(listener), shutdown).await;
     tracing::info!("stopping");
     node.shutdown().await;
     served.context("gRPC server failed")
+}
+
+/// Accepted connections, with Nagle off: a request/response protocol must
+/// not wait for delayed ACKs (the builder's tcp_nodelay does not reach a
+/// listener we bound ourselves).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -74,7 +81,7 @@ async fn serve_raft(listener: TcpListener, svc: RaftService) {
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(raft_server(svc))
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(incoming(listener))
         .map(|r| r.context("raft listener failed"))
         .await;
     if let Err(e) = served {

@@ -79,7 +79,7 @@ impl Server {
             .expect("open server.log");
         let child = Command::new(&argv[0])
             .args(&argv[1..])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -31,7 +31,9 @@ impl Proxy {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 tasks.lock().unwrap().spawn(async move {
+                    let _ = inbound.set_nodelay(true);
                     if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = outbound.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
