@@ -10,15 +10,15 @@ pub fn key(text: &str) -> anyhow::Result<BigInt> {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
+    if !digits.starts_with(|c: char| c.is_ascii_digit()) {
+        bail!("key {text:?} is not an integer (decimal like -42, or hex like 0x2a)");
+    }
     let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        Some(hex) if !hex.is_empty() => BigInt::from_str_radix(hex, 16),
+        Some(hex) if hex.starts_with(|c: char| c.is_ascii_hexdigit()) => BigInt::from_str_radix(hex, 16),
         Some(_) => bail!("key {text:?}: hex digits expected after 0x"),
         None => BigInt::from_str_radix(digits, 10),
     }
     .map_err(|_| anyhow!("key {text:?} is not an integer (decimal like -42, or hex like 0x2a)"))?;
-    if digits.is_empty() {
-        bail!("key is empty");
-    }
     Ok(if negative { -magnitude } else { magnitude })
 }
 
@@ -57,7 +57,7 @@ mod tests {
         assert_eq!(key("-0x1F").unwrap(), BigInt::from(-31));
         let big = "123456789012345678901234567890123456789";
         assert_eq!(key(big).unwrap().to_string(), big);
-        for bad in ["", "-", "abc", "0x", "1.5", "0xzz", "--1"] {
+        for bad in ["", "-", "abc", "0x", "1.5", "0xzz", "--1", "-+1", "0x-1", "+-1"] {
             assert!(key(bad).is_err(), "{bad:?} accepted");
         }
     }
