@@ -90,7 +90,7 @@ fn init_logging() {
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let timeout = Duration::try_from_secs_f64(cli.timeout).unwrap_or(Duration::from_secs(5));
     let opts = ClientOptions { timeout, ..ClientOptions::default() };
-    Ok(Client::new(&cli.addr[0], opts)?)
+    Ok(Client::new(&cli.addr.join(","), opts)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -100,7 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server_cmd::run(args.clone()).await?;
         }
         Cmd::Up(args) => up::run(args.clone(), cli.json).await?,
-        Cmd::Shell => shell::run(&client(&cli)?, &cli.addr[0], cli.json).await?,
+        Cmd::Shell => shell::run(&client(&cli)?, &cli.addr.join(", "), cli.json).await?,
         Cmd::Status(args) => admin::status(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Verify(args) => admin::verify(args.clone(), cli.json)?,
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr[0], cli.json).await?,

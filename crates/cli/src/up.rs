@@ -84,9 +84,9 @@ pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &UpArgs, data_dir: &Path, replicas: &mut [Replica], json: bool) -> anyhow::Result<()> {
-    let addr = replicas[0].info.address.clone();
+    let all: Vec<String> = replicas.iter().map(|r| r.info.address.clone()).collect();
     let opts = ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() };
-    let client = Client::new(&addr, opts)?;
+    let client = Client::new(&all.join(","), opts)?;
     wait_ready(&client, replicas).await?;
     let infos: Vec<&ProcessInfo> = replicas.iter().map(|r| &r.info).collect();
     let cluster = serde_json::json!({ "processes": infos });

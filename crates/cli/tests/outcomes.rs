@@ -11,34 +11,8 @@ use bytes::Bytes;
 use common::Server;
 use num_bigint::BigInt;
 use ringkv_api::pb;
-use ringkv_client::{Client, ClientError, Outcome, Reply, Value};
-use ringkv_server::sm::command::{self, Command};
+use ringkv_client::{ClientError, Outcome, Reply};
 use ringkv_server::sm::outcome_table::{rows, setup, Op};
-
-fn outcome(s: command::Status) -> Outcome {
-    match s {
-        command::Status::Success => Outcome::Success,
-        command::Status::Error => Outcome::Error,
-        command::Status::ErrorNe => Outcome::ErrorNe,
-        command::Status::ErrorWv => Outcome::ErrorWv,
-    }
-}
-
-fn value(v: Option<command::Value>) -> Option<Value> {
-    v.map(|v| Value { version: v.version, timestamp: v.timestamp, data: Bytes::from(v.data) })
-}
-
-async fn run(client: &Client, key: &BigInt, cmd: Command) -> Reply {
-    let r = match cmd {
-        Command::Set { timestamp, data, .. } => client.set(key, timestamp, data).await,
-        Command::Del { .. } => client.del(key).await,
-        Command::DelVersion { version, .. } => client.del_version(key, version).await,
-        Command::TestAndSet { timestamp, data, version, .. } => {
-            client.test_and_set(key, timestamp, data, version).await
-        }
-    };
-    r.expect("request failed")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_the_outcome_table() {
@@ -49,16 +23,16 @@ async fn every_row_of_the_outcome_table() {
         let key = BigInt::from(-1_000_000_007i64) * BigInt::from(i as u64 + 1).pow(5);
         let wire = ringkv_api::encode_key(&key);
         for cmd in row.before.iter().flat_map(|v| setup(&wire, v)) {
-            run(&client, &key, cmd).await;
+            common::apply(&client, &key, cmd).await;
         }
         let reply = match row.op.clone() {
             Op::Get => client.get(&key).await.expect("get"),
-            Op::Write(cmd) => run(&client, &key, cmd).await,
+            Op::Write(cmd) => common::apply(&client, &key, cmd).await,
         };
-        let want = Reply { outcome: outcome(row.outcome), value: value(row.returned.clone()) };
+        let want = Reply { outcome: common::outcome(row.outcome), value: common::value(row.returned.clone()) };
         assert_eq!(reply, want, "line {}: {}", row.line, row.text);
         let after = client.get(&key).await.expect("get after").value;
-        assert_eq!(after, value(row.after.clone()), "state after, line {}: {}", row.line, row.text);
+        assert_eq!(after, common::value(row.after.clone()), "state after, line {}: {}", row.line, row.text);
     }
 }
 

@@ -61,15 +61,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `addr` ("host:port" or "http://host:port"). Connects on
-    /// first use, and again after any failure.
+    /// A client for `addr` ("host:port" or "http://host:port"), or for
+    /// several replicas of a group ("h:p1,h:p2,h:p3": requests are spread
+    /// over those that answer, so one replica down is no outage). Connects
+    /// on first use, and again after any failure.
     pub fn new(addr: &str, opts: ClientOptions) -> Result<Client, ClientError> {
-        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| ClientError::Config(format!("bad server address {addr:?}: {e}")))?
-            .connect_timeout(opts.connect_timeout)
-            .tcp_nodelay(true);
-        let stub = KeyValueClient::new(endpoint.connect_lazy())
+        let endpoints: Vec<Endpoint> =
+            addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(|a| endpoint(a, &opts)).collect::<Result<_, _>>()?;
+        let channel = match &endpoints[..] {
+            [] => return Err(ClientError::Config("no server address given".into())),
+            [one] => one.connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
+        let stub = KeyValueClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         Ok(Client { stub, opts })
@@ -173,6 +177,14 @@ impl Client {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint, ClientError> {
+    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::Config(format!("bad server address {addr:?}: {e}")))?
+        .connect_timeout(opts.connect_timeout)
+        .tcp_nodelay(true))
 }
 
 fn key_bytes(key: &BigInt) -> Bytes {

@@ -106,6 +106,20 @@ impl Node {
         &self.inner.raft
     }
 
+    /// Where to send requests when this replica does not lead: `None` when
+    /// it leads, `Some(Some(addr))` for a known other leader,
+    /// `Some(None)` when no leader is known.
+    pub fn leader_elsewhere(&self) -> Option<Option<String>> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(l) if l == m.id && m.state.is_leader() => None,
+            Some(l) if l != m.id => {
+                Some(m.membership_config.membership().get_node(&l).map(|n| n.client_addr.clone()))
+            }
+            _ => Some(None),
+        }
+    }
+
     /// Commits a write and returns the state machine's answer.
     pub async fn write(&self, cmd: Command) -> Result<Reply, Unserved> {
         let resp = self.inner.raft.client_write(cmd).await.map_err(status::write_error)?;

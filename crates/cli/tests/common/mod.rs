@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proxy;
 
 use std::future::Future;
@@ -170,4 +171,33 @@ pub fn ringkv(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The client's form of a table outcome.
+pub fn outcome(s: ringkv_server::sm::command::Status) -> ringkv_client::Outcome {
+    use ringkv_client::Outcome;
+    use ringkv_server::sm::command::Status;
+    match s {
+        Status::Success => Outcome::Success,
+        Status::Error => Outcome::Error,
+        Status::ErrorNe => Outcome::ErrorNe,
+        Status::ErrorWv => Outcome::ErrorWv,
+    }
+}
+
+/// The client's form of a table value.
+pub fn value(v: Option<ringkv_server::sm::command::Value>) -> Option<ringkv_client::Value> {
+    v.map(|v| ringkv_client::Value { version: v.version, timestamp: v.timestamp, data: bytes::Bytes::from(v.data) })
+}
+
+/// Sends a table command through the typed client.
+pub async fn apply(client: &Client, key: &BigInt, cmd: ringkv_server::sm::command::Command) -> ringkv_client::Reply {
+    use ringkv_server::sm::command::Command;
+    let r = match cmd {
+        Command::Set { timestamp, data, .. } => client.set(key, timestamp, data).await,
+        Command::Del { .. } => client.del(key).await,
+        Command::DelVersion { version, .. } => client.del_version(key, version).await,
+        Command::TestAndSet { timestamp, data, version, .. } => client.test_and_set(key, timestamp, data, version).await,
+    };
+    r.expect("request failed")
 }

@@ -129,6 +129,7 @@ impl Shared {
         std::fs::rename(&tmp, &path).map_err(io_err)?;
         snapshot::sync_dir(&self.dir).map_err(io_err)?;
         let loaded = snapshot::load(&path, &self.store)?;
+        tracing::info!(index = snapshot::meta_index(&loaded), "installed snapshot from the leader");
         self.adopt(loaded, path).map_err(io_err)?;
         Ok(())
     }

@@ -53,13 +53,25 @@ impl KvService {
         }
     }
 
-    /// A write: commit `cmd` through Raft here, or forward.
+    /// A write: commit `cmd` through Raft here, or forward it.
+    ///
+    /// The choice is made before proposing: a write that this replica
+    /// proposed and then lost leadership over may still be committed by the
+    /// next leader, so forwarding it then could apply it twice. Such a
+    /// write is answered UNAVAILABLE (its effect is unknown) instead.
     async fn write<T: Forwardable>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
         let forwarded = Forwarder::was_forwarded(&req);
         let msg = req.into_inner();
         let cmd = cmd(&msg)?;
-        let local = self.node.write(cmd).await;
-        self.answer(forwarded, msg, local).await
+        if let Some(leader) = self.node.leader_elsewhere() {
+            let elsewhere = leader.map_or(Unserved::Status(status::no_leader()), Unserved::Elsewhere);
+            return self.answer(forwarded, msg, Err(elsewhere)).await;
+        }
+        match self.node.write(cmd).await {
+            Ok(reply) => Ok(Response::new(reply.into())),
+            Err(Unserved::Elsewhere(_)) => Err(status::leadership_lost()),
+            Err(Unserved::Status(s)) => Err(s),
+        }
     }
 }
 

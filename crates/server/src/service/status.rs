@@ -48,6 +48,14 @@ pub fn no_leader() -> Status {
     Status::unavailable("no leader is known yet (election in progress); retry shortly")
 }
 
+/// A write proposed here whose leadership ended before it committed: the
+/// next leader may or may not commit it.
+pub fn leadership_lost() -> Status {
+    Status::unavailable(
+        "leadership changed while the write was in flight; it may or may not have taken effect (read before retrying)",
+    )
+}
+
 fn not_leader(f: &ForwardToLeader<NodeId, Node>) -> Unserved {
     match &f.leader_node {
         Some(node) => Unserved::Elsewhere(node.client_addr.clone()),
