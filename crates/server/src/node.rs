@@ -64,7 +64,15 @@ impl Node {
             // openraft allows; a restarted one rejoins from its own disk.
             let members = membership(&config);
             tracing::info!(dir = %dir.display(), replicas = members.len(), "initialising a new group");
-            raft.initialize(members).await?;
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // A peer initialised first and already reached us: the group
+                // is forming, which is what initialising was for.
+                Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(e))) => {
+                    tracing::info!("group already forming, joining it: {e}");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         spawn_log_purger(raft.clone(), purge_rx);
         if let Some(every) = config.snapshot_interval() {
