@@ -192,3 +192,52 @@ async fn a_replica_behind_the_purged_log_returns_by_snapshot() {
     let got = cluster.client_of(down).get(&BigInt::from(599)).await.unwrap();
     assert_eq!(got.value.unwrap().data.as_ref(), b"599");
 }
+
+/// A write whose answer was lost, resent with the same session numbers
+/// after the leader that applied it died: answered as the first time,
+/// applied once. A request without session fields is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_is_applied_once_across_failover() {
+    use bytes::Bytes;
+    use ringkv_api::pb;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let key = Bytes::from(ringkv_api::encode_key(&BigInt::from(77)));
+    let mut raw = cluster.client_of(leader).raw();
+    let set = pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"one"), ..Default::default() };
+    assert_eq!(raw.set(set).await.unwrap().into_inner().status, pb::Status::Success as i32);
+    let tas = pb::TestAndSetRequest {
+        key: key.clone(),
+        timestamp: 2,
+        data: Bytes::from_static(b"two"),
+        version: 1,
+        client_id: 0xfeed,
+        sequence: 1,
+        first_unacked: 1,
+    };
+    let first = raw.test_and_set(tas.clone()).await.unwrap().into_inner();
+    assert_eq!(first.status, pb::Status::Success as i32);
+
+    // The answer is "lost"; the leader dies; the client resends elsewhere.
+    cluster.replicas[leader].kill9();
+    let other = (leader + 1) % 3;
+    let mut retry_raw = cluster.client_of(other).raw();
+    let retried = loop {
+        match retry_raw.test_and_set(tas.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(retried, first, "the retry must get the first answer");
+    let now = cluster.client_of(other).get(&BigInt::from(77)).await.unwrap().value.unwrap();
+    assert_eq!((now.version, now.data.as_ref()), (2, &b"two"[..]), "applied once");
+
+    // Without session fields, the same request is a new write.
+    let plain = pb::TestAndSetRequest { client_id: 0, sequence: 0, first_unacked: 0, ..tas };
+    let again = retry_raw.test_and_set(plain).await.unwrap().into_inner();
+    assert_eq!(again.status, pb::Status::ErrorWv as i32);
+    cluster.replicas[leader].launch();
+    cluster.wait_identical(Duration::from_secs(30)).await;
+}

@@ -18,8 +18,10 @@
 //! ```
 
 mod error;
+mod session;
 mod types;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,6 +31,7 @@ use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use tonic::transport::{Channel, Endpoint};
 
 pub use error::ClientError;
+use session::{Tagged, WriteSession};
 pub use types::{Outcome, Reply, Value};
 
 /// Largest message the client sends or accepts: the server's 4 MiB value
@@ -36,7 +39,9 @@ pub use types::{Outcome, Reply, Value};
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// First pause between retries of a read; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// Shortest time given to one attempt of a call.
+const ATTEMPT_MIN: Duration = Duration::from_millis(500);
 
 /// How the client talks to the server.
 #[derive(Debug, Clone)]
@@ -53,11 +58,15 @@ impl Default for ClientOptions {
     }
 }
 
-/// A connection to a ringkv server. Cheap to clone; clones share it.
+/// A connection to a ringkv server. Cheap to clone; clones share it, and
+/// share one exactly-once session: every write is numbered, and a write
+/// whose answer was lost is resent with its number until the deadline, so
+/// the server applies it once.
 #[derive(Clone)]
 pub struct Client {
     stub: KeyValueClient<Channel>,
     opts: ClientOptions,
+    session: Arc<WriteSession>,
 }
 
 impl Client {
@@ -76,7 +85,7 @@ impl Client {
         let stub = KeyValueClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        Ok(Client { stub, opts })
+        Ok(Client { stub, opts, session: Arc::new(WriteSession::new()) })
     }
 
     /// Like `new`, then waits up to `wait` until the server answers.
@@ -94,7 +103,7 @@ impl Client {
 
     /// Inserts `(1, timestamp, data)` if `key` is absent.
     pub async fn set(&self, key: &BigInt, timestamp: i64, data: impl Into<Bytes>) -> Result<Reply, ClientError> {
-        let req = pb::SetRequest { key: key_bytes(key), timestamp, data: data.into() };
+        let req = pb::SetRequest { key: key_bytes(key), timestamp, data: data.into(), ..Default::default() };
         self.once(req, |mut s, r| async move { s.set(r).await }).await
     }
 
@@ -107,13 +116,13 @@ impl Client {
 
     /// Removes `key`.
     pub async fn del(&self, key: &BigInt) -> Result<Reply, ClientError> {
-        let req = pb::DelRequest { key: key_bytes(key) };
+        let req = pb::DelRequest { key: key_bytes(key), ..Default::default() };
         self.once(req, |mut s, r| async move { s.del(r).await }).await
     }
 
     /// Removes `key` if its version is `version`.
     pub async fn del_version(&self, key: &BigInt, version: i64) -> Result<Reply, ClientError> {
-        let req = pb::DelVersionRequest { key: key_bytes(key), version };
+        let req = pb::DelVersionRequest { key: key_bytes(key), version, ..Default::default() };
         self.once(req, |mut s, r| async move { s.del_version(r).await }).await
     }
 
@@ -126,7 +135,7 @@ impl Client {
         data: impl Into<Bytes>,
         version: i64,
     ) -> Result<Reply, ClientError> {
-        let req = pb::TestAndSetRequest { key: key_bytes(key), timestamp, data: data.into(), version };
+        let req = pb::TestAndSetRequest { key: key_bytes(key), timestamp, data: data.into(), version, ..Default::default() };
         self.once(req, |mut s, r| async move { s.test_and_set(r).await }).await
     }
 
@@ -136,23 +145,23 @@ impl Client {
         self.stub.clone()
     }
 
-    /// One attempt: writes are not retried, since a retry could apply a
-    /// write twice.
-    async fn once<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
+    /// A write: numbered in this client's session and resent with the same
+    /// number while the server is unavailable or silent, until the
+    /// deadline. The server applies it at most once.
+    async fn once<T, F, Fut>(&self, mut req: T, call: F) -> Result<Reply, ClientError>
     where
-        F: FnOnce(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
+        T: Tagged + Clone,
+        F: Fn(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
     {
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(self.opts.timeout);
-        let sent = tokio::time::timeout(self.opts.timeout, call(self.stub.clone(), request)).await;
-        match sent {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(r) => Reply::try_from(r?.into_inner()),
-        }
+        let ticket = self.session.begin();
+        req.tag(ticket.tag());
+        self.retrying(req, call).await
     }
 
-    /// Attempts until an answer, a non-retryable error, or the timeout.
+    /// Attempts until an answer, a non-retryable error, or the timeout. An
+    /// attempt gets a share of the time left, so that one lost to a dead
+    /// connection leaves room for another.
     async fn retrying<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
     where
         T: Clone,
@@ -163,14 +172,16 @@ impl Client {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = left.min(self.opts.timeout.div_f64(3.0).max(ATTEMPT_MIN));
             let mut request = tonic::Request::new(req.clone());
-            request.set_timeout(left);
-            let err = match tokio::time::timeout(left, call(self.stub.clone(), request)).await {
-                Err(_) => return Err(ClientError::Timeout),
+            request.set_timeout(attempt);
+            let err = match tokio::time::timeout(attempt, call(self.stub.clone(), request)).await {
+                Err(_) => ClientError::Timeout,
                 Ok(Ok(r)) => return Reply::try_from(r.into_inner()),
                 Ok(Err(status)) => ClientError::from(status),
             };
-            if !err.is_unavailable() || Instant::now() + backoff >= deadline {
+            let retryable = err.is_unavailable() || matches!(err, ClientError::Timeout);
+            if !retryable || Instant::now() + backoff >= deadline {
                 return Err(err);
             }
             tokio::time::sleep(backoff).await;

@@ -16,7 +16,8 @@ use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{self, NodeId, Raft};
 use crate::service::status::{self, Unserved};
-use crate::sm::command::{Command, Reply};
+use crate::sm::command::Reply;
+use crate::sm::session::Request;
 use crate::sm::store::KvStore;
 
 /// How long start-up waits for the group to elect a leader and catch up.
@@ -129,8 +130,8 @@ impl Node {
     }
 
     /// Commits a write and returns the state machine's answer.
-    pub async fn write(&self, cmd: Command) -> Result<Reply, Unserved> {
-        let resp = self.inner.raft.client_write(cmd).await.map_err(status::write_error)?;
+    pub async fn write(&self, req: Request) -> Result<Reply, Unserved> {
+        let resp = self.inner.raft.client_write(req).await.map_err(status::write_error)?;
         Ok(resp.data)
     }
 

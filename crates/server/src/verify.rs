@@ -13,7 +13,8 @@ use openraft::EntryPayload;
 use serde::Serialize;
 
 use crate::raft::log_store::{read_dir_offline, LogError};
-use crate::sm::command::{self, MemStore};
+use crate::sm::command::MemStore;
+use crate::sm::session;
 use crate::sm::snapshot::{self, SnapshotError};
 use crate::sm::store::{decode_value, encode_value};
 
@@ -29,9 +30,11 @@ pub struct Report {
     /// First and last log index on disk (0 when none).
     pub log_first: u64,
     pub log_last: u64,
-    /// Index the directory recovers to, its number of keys and digest.
+    /// Index the directory recovers to, its number of keys, its number of
+    /// client sessions, and the digest of its keys and values.
     pub recovered_index: u64,
     pub keys: usize,
+    pub sessions: usize,
     pub digest: String,
 }
 
@@ -48,8 +51,12 @@ pub enum VerifyError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// A state as key → encoded value, comparable byte for byte.
-type State = BTreeMap<Vec<u8>, Vec<u8>>;
+/// A state as (record tag, key) → encoded value, comparable byte for byte:
+/// keys and values, and client sessions.
+type State = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
+
+const DATA: u8 = 1;
+const SESSION: u8 = 2;
 
 /// Verifies the data directory `dir` (see the module doc).
 pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
@@ -58,8 +65,9 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
     let mut snapshots = Vec::new();
     for f in &files {
         let mut state = State::new();
-        let meta = snapshot::read(&f.path, |k, v| {
-            state.insert(k.to_vec(), v.to_vec());
+        let meta = snapshot::read(&f.path, |tag, k, v| {
+            let tag = if snapshot::is_session(tag) { SESSION } else { DATA };
+            state.insert((tag, k.to_vec()), v.to_vec());
             Ok(())
         })?;
         snapshots.push((snapshot::meta_index(&meta), state));
@@ -88,8 +96,12 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
         log_first: entries.first().map_or(0, |e| e.log_id.index),
         log_last,
         recovered_index,
-        keys: recovered.len(),
-        digest: format!("{:016x}", digest(recovered.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))),
+        keys: recovered.keys().filter(|(t, _)| *t == DATA).count(),
+        sessions: recovered.keys().filter(|(t, _)| *t == SESSION).count(),
+        digest: format!(
+            "{:016x}",
+            digest(recovered.iter().filter(|((t, _), _)| *t == DATA).map(|((_, k), v)| (k.as_slice(), v.as_slice())))
+        ),
     })
 }
 
@@ -97,35 +109,50 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
 /// every one of them.
 fn replay(state: State, entries: &[crate::raft::types::Entry], from: u64, to: u64) -> Result<State, VerifyError> {
     let mut store = MemStore::default();
-    for (k, v) in state {
-        let value = decode_value(&v).map_err(|e| VerifyError::Mismatch(e.to_string()))?;
-        store.0.insert(k, value);
+    let bad = |e: String| VerifyError::Mismatch(e);
+    for ((tag, k), v) in state {
+        if tag == SESSION {
+            let id = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| bad("session key is not 8 bytes".into()))?);
+            store.clients.insert(id, postcard::from_bytes(&v).map_err(|e| bad(e.to_string()))?);
+        } else {
+            store.data.insert(k, decode_value(&v).map_err(|e| bad(e.to_string()))?);
+        }
     }
     let mut next = from + 1;
     for e in entries.iter().filter(|e| e.log_id.index > from && e.log_id.index <= to) {
         if e.log_id.index != next {
             return Err(VerifyError::Mismatch(format!("log is missing index {next} (needed up to {to})")));
         }
-        if let EntryPayload::Normal(cmd) = &e.payload {
+        if let EntryPayload::Normal(req) = &e.payload {
             // Infallible: the model store cannot fail.
-            let _ = command::apply(&mut store, cmd.clone());
+            let _ = session::apply(&mut store, e.log_id.index, req.clone());
         }
         next += 1;
     }
     if next != to + 1 {
         return Err(VerifyError::Mismatch(format!("log ends at {} but index {to} is needed", next - 1)));
     }
-    Ok(store.0.into_iter().map(|(k, v)| (k, encode_value(&v))).collect())
+    let data = store.data.into_iter().map(|(k, v)| ((DATA, k), encode_value(&v)));
+    let sessions = store.clients.into_iter().map(|(id, r)| {
+        let bytes = postcard::to_allocvec(&r).map_err(|e| bad(e.to_string()))?;
+        Ok::<_, VerifyError>(((SESSION, id.to_be_bytes().to_vec()), bytes))
+    });
+    let mut out: State = data.collect();
+    for s in sessions {
+        let (k, v) = s?;
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 fn first_difference(got: &State, want: &State) -> String {
     for (k, v) in want {
         if got.get(k) != Some(v) {
-            return format!("key {} is {:?} in the snapshot, {:?} by replay", hex(k), want.get(k).map(|v| v.len()), got.get(k).map(|v| v.len()));
+            return format!("record {} ({}) is {:?} in the snapshot, {:?} by replay", hex(&k.1), k.0, want.get(k).map(|v| v.len()), got.get(k).map(|v| v.len()));
         }
     }
     match got.keys().find(|k| !want.contains_key(*k)) {
-        Some(k) => format!("key {} exists only by replay", hex(k)),
+        Some(k) => format!("record {} ({}) exists only by replay", hex(&k.1), k.0),
         None => "no key differs".into(),
     }
 }

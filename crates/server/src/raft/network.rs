@@ -126,7 +126,7 @@ async fn send(
 /// Roughly how many bytes an entry takes on the wire.
 fn entry_bytes(e: &super::types::Entry) -> usize {
     match &e.payload {
-        openraft::EntryPayload::Normal(cmd) => 64 + cmd.size_hint(),
+        openraft::EntryPayload::Normal(req) => 64 + req.cmd.size_hint(),
         _ => 256,
     }
 }

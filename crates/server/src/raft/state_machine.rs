@@ -161,7 +161,7 @@ fn apply_batch(store: &KvStore, entries: Vec<Entry>) -> Result<Vec<Reply>, Store
     for entry in entries {
         batch.set_applied(&entry.log_id)?;
         let reply = match entry.payload {
-            EntryPayload::Normal(cmd) => batch.apply(cmd)?,
+            EntryPayload::Normal(req) => batch.apply_request(entry.log_id.index, req)?,
             EntryPayload::Membership(m) => {
                 batch.set_membership(&StoredMembership::new(Some(entry.log_id), m))?;
                 Reply { status: Status::Success, value: None }

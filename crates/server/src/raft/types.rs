@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sm::command::{Command, Reply};
+use crate::sm::command::Reply;
+use crate::sm::session::Request;
 
 /// A replica's identity within its Raft group.
 pub type NodeId = u64;
@@ -28,7 +29,7 @@ impl fmt::Display for Node {
 openraft::declare_raft_types!(
     /// ringkv's Raft types.
     pub TypeConfig:
-        D = Command,
+        D = Request,
         R = Reply,
         NodeId = NodeId,
         Node = Node,

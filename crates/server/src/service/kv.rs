@@ -14,6 +14,34 @@ use super::forward::{Forwardable, Forwarder};
 use super::status::{self, InputError, Unserved};
 use crate::node::Node;
 use crate::sm::command::{self, Command, Reply};
+use crate::sm::session::{Request as LogRequest, Session};
+
+/// A write request: it may carry an exactly-once session tag.
+trait WriteMessage: Forwardable {
+    fn session(&self) -> Option<Session>;
+}
+
+macro_rules! write_message {
+    ($($req:ty),*) => {$(
+        impl WriteMessage for $req {
+            fn session(&self) -> Option<Session> {
+                (self.client_id != 0).then_some(Session {
+                    client_id: self.client_id,
+                    sequence: self.sequence,
+                    first_unacked: self.first_unacked,
+                })
+            }
+        }
+    )*};
+}
+
+write_message!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+
+/// The proposing replica's clock, carried in the log so that session expiry
+/// is the same on every replica.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 type Answer = Result<Response<pb::Reply>, Status>;
 
@@ -59,10 +87,10 @@ impl KvService {
     /// proposed and then lost leadership over may still be committed by the
     /// next leader, so forwarding it then could apply it twice. Such a
     /// write is answered UNAVAILABLE (its effect is unknown) instead.
-    async fn write<T: Forwardable>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
+    async fn write<T: WriteMessage>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
         let forwarded = Forwarder::was_forwarded(&req);
         let msg = req.into_inner();
-        let cmd = cmd(&msg)?;
+        let cmd = LogRequest { cmd: cmd(&msg)?, session: msg.session(), time_ms: now_ms() };
         if let Some(leader) = self.node.leader_elsewhere() {
             let elsewhere = leader.map_or(Unserved::Status(status::no_leader()), Unserved::Elsewhere);
             return self.answer(forwarded, msg, Err(elsewhere)).await;

@@ -150,21 +150,38 @@ impl Command {
     }
 }
 
-/// A `Store` over a `BTreeMap`: the model the LMDB store is tested against.
+/// A `Store` over `BTreeMap`s: the model the LMDB store is tested against.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct MemStore(pub std::collections::BTreeMap<Vec<u8>, Value>);
+pub struct MemStore {
+    pub data: std::collections::BTreeMap<Vec<u8>, Value>,
+    pub clients: std::collections::BTreeMap<u64, super::session::ClientRecord>,
+}
 
 impl Store for MemStore {
     type Error = std::convert::Infallible;
     fn get(&mut self, key: &[u8]) -> Result<Option<Value>, Self::Error> {
-        Ok(self.0.get(key).cloned())
+        Ok(self.data.get(key).cloned())
     }
     fn put(&mut self, key: &[u8], value: &Value) -> Result<(), Self::Error> {
-        self.0.insert(key.to_vec(), value.clone());
+        self.data.insert(key.to_vec(), value.clone());
         Ok(())
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), Self::Error> {
-        self.0.remove(key);
+        self.data.remove(key);
+        Ok(())
+    }
+}
+
+impl super::session::SessionStore for MemStore {
+    fn get_client(&mut self, id: u64) -> Result<Option<super::session::ClientRecord>, Self::Error> {
+        Ok(self.clients.get(&id).cloned())
+    }
+    fn put_client(&mut self, id: u64, record: &super::session::ClientRecord) -> Result<(), Self::Error> {
+        self.clients.insert(id, record.clone());
+        Ok(())
+    }
+    fn expire_clients(&mut self, cutoff_ms: u64) -> Result<(), Self::Error> {
+        self.clients.retain(|_, r| r.last_seen_ms >= cutoff_ms);
         Ok(())
     }
 }

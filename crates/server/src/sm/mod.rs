@@ -4,3 +4,4 @@ pub mod command;
 pub mod store;
 pub mod snapshot;
 pub mod outcome_table;
+pub mod session;

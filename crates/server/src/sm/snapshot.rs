@@ -8,7 +8,8 @@
 //! Layout:
 //! ```text
 //! "RKVSNAP1" | u32 meta_len | meta (postcard SnapshotMeta)
-//! { 0x01 | u32 key_len | key | u32 value_len | value }*     value as in store.rs
+//! { tag | u32 key_len | key | u32 value_len | value }*     tag 0x01: a key and its value
+//!                                                            tag 0x02: a client session
 //! 0x00 | u64 record_count | u32 crc32 of every byte before it
 //! ```
 
@@ -23,6 +24,7 @@ use crate::raft::types::SnapshotMeta;
 
 const MAGIC: &[u8; 8] = b"RKVSNAP1";
 const RECORD: u8 = 1;
+const SESSION: u8 = 2;
 const END: u8 = 0;
 const PREFIX: &str = "snap.";
 
@@ -116,9 +118,11 @@ pub fn write(
     out.put(&len_u32(meta_bytes.len())?.to_le_bytes()).map_err(io_err)?;
     out.put(&meta_bytes).map_err(io_err)?;
     let mut count = 0u64;
-    for kv in store.iter(txn)? {
-        let (key, value) = kv?;
-        out.put(&[RECORD]).map_err(io_err)?;
+    let records = store.iter(txn)?.map(|r| r.map(|kv| (RECORD, kv)));
+    let sessions = store.iter_sessions(txn)?.map(|r| r.map(|kv| (SESSION, kv)));
+    for item in records.chain(sessions) {
+        let (tag, (key, value)) = item?;
+        out.put(&[tag]).map_err(io_err)?;
         out.put(&len_u32(key.len())?.to_le_bytes()).map_err(io_err)?;
         out.put(key).map_err(io_err)?;
         out.put(&len_u32(value.len())?.to_le_bytes()).map_err(io_err)?;
@@ -140,15 +144,16 @@ pub fn write(
 /// Verifies a snapshot file end to end (checksum and framing) and returns
 /// its metadata, without loading it.
 pub fn verify(path: &Path) -> Result<SnapshotMeta, SnapshotError> {
-    read(path, |_, _| Ok(()))
+    read(path, |_, _, _| Ok(()))
 }
 
-/// Reads a snapshot, calling `each(key, value)` per record, and returns its
+/// Reads a snapshot, calling `each(tag, key, value)` per record (`is_session`
+/// tells the tags apart), and returns its
 /// metadata. Records are handed out before the checksum is known: a caller
 /// that loads them must discard its work if this returns an error.
 pub fn read(
     path: &Path,
-    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    mut each: impl FnMut(u8, &[u8], &[u8]) -> Result<(), StoreError>,
 ) -> Result<SnapshotMeta, SnapshotError> {
     let corrupt = |why: String| SnapshotError::Corrupt { path: path.to_owned(), why };
     let io_err = |source| SnapshotError::Io { path: path.to_owned(), source };
@@ -170,12 +175,12 @@ pub fn read(
     loop {
         let [tag] = input.array().map_err(short)?;
         match tag {
-            RECORD => {
+            RECORD | SESSION => {
                 let klen = u32::from_le_bytes(input.array().map_err(short)?) as usize;
                 let key = input.vec(klen).map_err(short)?;
                 let vlen = u32::from_le_bytes(input.array().map_err(short)?) as usize;
                 let value = input.vec(vlen).map_err(short)?;
-                each(&key, &value)?;
+                each(tag, &key, &value)?;
                 count += 1;
             }
             END => break,
@@ -200,13 +205,18 @@ pub fn read(
 pub fn load(path: &Path, store: &KvStore) -> Result<SnapshotMeta, SnapshotError> {
     let mut batch = store.batch()?;
     batch.clear()?;
-    let meta = read(path, |k, v| batch.put_raw(k, v))?;
+    let meta = read(path, |tag, k, v| if is_session(tag) { batch.put_session_raw(k, v) } else { batch.put_raw(k, v) })?;
     if let Some(id) = &meta.last_log_id {
         batch.set_applied(id)?;
     }
     batch.set_membership(&meta.last_membership)?;
     batch.commit()?;
     Ok(meta)
+}
+
+/// Whether a record tag read by `read` is a client session.
+pub fn is_session(tag: u8) -> bool {
+    tag == SESSION
 }
 
 /// fsyncs a directory so that renames and removals in it are durable.

@@ -17,6 +17,7 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use super::command::{self, Command, Reply, Value};
+use super::session::{self, ClientRecord, Request, SessionStore};
 use crate::raft::types::{LogId, StoredMembership};
 
 const META_APPLIED: &[u8] = b"applied";
@@ -41,6 +42,8 @@ pub struct KvStore {
     env: Env<WithoutTls>,
     data: Database<Bytes, Bytes>,
     meta: Database<Bytes, Bytes>,
+    /// Exactly-once sessions: client id (big-endian) → ClientRecord.
+    sessions: Database<Bytes, Bytes>,
 }
 
 impl KvStore {
@@ -57,15 +60,16 @@ impl KvStore {
             EnvOpenOptions::new()
                 .read_txn_without_tls()
                 .map_size(map_bytes)
-                .max_dbs(2)
+                .max_dbs(3)
                 .flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC)
                 .open(dir)?
         };
         let mut txn = env.write_txn()?;
         let data = env.create_database(&mut txn, Some("data"))?;
         let meta = env.create_database(&mut txn, Some("meta"))?;
+        let sessions = env.create_database(&mut txn, Some("sessions"))?;
         txn.commit()?;
-        Ok(Self { env, data, meta })
+        Ok(Self { env, data, meta, sessions })
     }
 
     /// A read transaction that owns its environment handle, so it can move
@@ -114,6 +118,14 @@ impl KvStore {
     ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't, StoreError> {
         Ok(self.data.iter(txn)?.map(|r| r.map_err(StoreError::from)))
     }
+
+    /// Every session record (client id bytes, encoded record), as of `txn`.
+    pub fn iter_sessions<'t>(
+        &self,
+        txn: &'t RoTxn<'_, WithoutTls>,
+    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't, StoreError> {
+        Ok(self.sessions.iter(txn)?.map(|r| r.map_err(StoreError::from)))
+    }
 }
 
 /// A digest of the whole state and the applied index it belongs to.
@@ -137,6 +149,11 @@ impl KvStore {
             digest.add(k, v);
             keys += 1;
         }
+        // Sessions are state too: replicas must agree on them.
+        for kv in self.iter_sessions(&txn)? {
+            let (k, v) = kv?;
+            digest.add(k, v);
+        }
         Ok(Digest { applied_index: applied.map_or(0, |id| id.index), keys, digest: digest.finish() })
     }
 }
@@ -153,10 +170,23 @@ impl Batch<'_> {
         command::apply(self, cmd)
     }
 
-    /// Removes every key (before loading a snapshot).
+    /// Applies the write at log index `index`, once per client sequence.
+    pub fn apply_request(&mut self, index: u64, req: Request) -> Result<Reply, StoreError> {
+        session::apply(self, index, req)
+    }
+
+    /// Removes every key and session (before loading a snapshot).
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.store.data.clear(&mut self.txn)?;
         self.store.meta.clear(&mut self.txn)?;
+        self.store.sessions.clear(&mut self.txn)?;
+        Ok(())
+    }
+
+    /// Puts an already encoded session record (snapshot loading).
+    pub fn put_session_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        decode_meta::<ClientRecord>(value)?;
+        self.store.sessions.put(&mut self.txn, key, value)?;
         Ok(())
     }
 
@@ -195,6 +225,29 @@ impl command::Store for Batch<'_> {
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.store.data.delete(&mut self.txn, key)?;
+        Ok(())
+    }
+}
+
+impl SessionStore for Batch<'_> {
+    fn get_client(&mut self, id: u64) -> Result<Option<ClientRecord>, StoreError> {
+        self.store.sessions.get(&self.txn, &id.to_be_bytes())?.map(decode_meta).transpose()
+    }
+    fn put_client(&mut self, id: u64, record: &ClientRecord) -> Result<(), StoreError> {
+        self.store.sessions.put(&mut self.txn, &id.to_be_bytes(), &encode_meta(record)?)?;
+        Ok(())
+    }
+    fn expire_clients(&mut self, cutoff_ms: u64) -> Result<(), StoreError> {
+        let mut expired = Vec::new();
+        for kv in self.store.sessions.iter(&self.txn)? {
+            let (k, v) = kv?;
+            if decode_meta::<ClientRecord>(v)?.last_seen_ms < cutoff_ms {
+                expired.push(k.to_vec());
+            }
+        }
+        for k in expired {
+            self.store.sessions.delete(&mut self.txn, &k)?;
+        }
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use super::record::{segment_name, SEGMENT_HEADER_LEN};
 use super::*;
 use crate::raft::types::{Node, Vote};
 use crate::sm::command::Command;
+use crate::sm::session::Request;
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 1), index)
@@ -22,7 +23,11 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64) -> Entry {
     let payload = match index % 3 {
         0 => EntryPayload::Blank,
-        1 => EntryPayload::Normal(Command::Set { key: vec![index as u8], timestamp: index as i64, data: vec![7; 40] }),
+        1 => EntryPayload::Normal(Request {
+            cmd: Command::Set { key: vec![index as u8], timestamp: index as i64, data: vec![7; 40] },
+            session: None,
+            time_ms: 0,
+        }),
         _ => {
             let node = Node { client_addr: "a:1".into(), raft_addr: "a:2".into() };
             EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, node)])))
