@@ -76,6 +76,7 @@ impl Node {
             }
         }
         spawn_log_purger(raft.clone(), purge_rx);
+        spawn_leadership_logger(raft.clone());
         if let Some(every) = config.snapshot_interval() {
             spawn_snapshot_timer(raft.clone(), every);
         }
@@ -219,6 +220,39 @@ fn spawn_log_purger(raft: Raft, mut rx: mpsc::UnboundedReceiver<u64>) {
     tokio::spawn(async move {
         while let Some(upto) = rx.recv().await {
             if raft.trigger().purge_log(upto).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Logs every change of role or leader, with the term and the reason a
+/// reader needs ("no heartbeat" is what starts an election).
+fn spawn_leadership_logger(raft: Raft) {
+    tokio::spawn(async move {
+        let mut rx = raft.metrics();
+        let mut last = (openraft::ServerState::Learner, None, 0);
+        loop {
+            let now = {
+                let m = rx.borrow_and_update();
+                (m.state, m.current_leader, m.current_term)
+            };
+            if now != last {
+                let (state, leader, term) = now;
+                match state {
+                    openraft::ServerState::Leader => tracing::info!(term, "became leader (won the election)"),
+                    openraft::ServerState::Candidate => {
+                        tracing::info!(term, previous_leader = ?last.1, "standing for election: no heartbeat from a leader within the election timeout")
+                    }
+                    openraft::ServerState::Follower if leader != last.1 => match leader {
+                        Some(l) => tracing::info!(term, leader = l, "following a new leader"),
+                        None => tracing::info!(term, "follower; no leader known"),
+                    },
+                    _ => {}
+                }
+                last = now;
+            }
+            if rx.changed().await.is_err() {
                 break;
             }
         }

@@ -9,7 +9,7 @@ pub mod proxy;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,29 @@ use ringkv_client::{Client, ClientOptions};
 /// How long a server may take to start answering.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A server process under test.
-pub struct Server {
-    pub addr: String,
-    pub data_dir: PathBuf,
-    extra: Vec<String>,
+/// How many replicas `Server::start` runs: RINGKV_TEST_REPLICAS (default 1).
+/// The core suite runs once standalone and once against a 3-replica group,
+/// called through any replica.
+pub fn test_replicas() -> usize {
+    std::env::var("RINGKV_TEST_REPLICAS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+/// One server process.
+struct Proc {
+    addr: String,
+    dir: PathBuf,
+    argv: Vec<String>,
     child: Option<Child>,
+}
+
+/// The server under test: one process, or a replicated group of
+/// `test_replicas()` processes that it starts, kills and restarts together.
+pub struct Server {
+    /// The first replica's address (any replica serves any request).
+    pub addr: String,
+    /// The first replica's data directory.
+    pub data_dir: PathBuf,
+    procs: Vec<Proc>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -35,100 +52,137 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Starts a server in a new temporary data dir, with extra flags.
+    /// Starts a server (or group) in a new temporary directory, with extra
+    /// flags. A port taken between choosing and binding it (other tests'
+    /// connections use ephemeral ports too) means another try with new ports.
     pub async fn start(extra: &[&str]) -> Server {
-        let tmp = tempfile::Builder::new().prefix("ringkv-test-").tempdir().expect("tempdir");
-        let mut s = Server::in_dir(tmp.path(), extra);
-        s._tmp = Some(tmp);
-        s.launch().await;
-        s
+        for attempt in 1.. {
+            let mut s = Server::prepare(extra);
+            match s.try_launch().await {
+                Ok(()) => return s,
+                Err(e) if e.contains("cannot listen") && attempt < 5 => s.kill9(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!()
     }
 
-    /// A server over an existing data dir (not started yet).
-    pub fn in_dir(dir: &Path, extra: &[&str]) -> Server {
-        Server {
-            addr: format!("127.0.0.1:{}", free_port()),
-            data_dir: dir.to_owned(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            _tmp: None,
+    fn prepare(extra: &[&str]) -> Server {
+        let tmp = tempfile::Builder::new().prefix("ringkv-test-").tempdir().expect("tempdir");
+        let n = test_replicas();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let procs = (0..n)
+            .map(|i| {
+                let dir = if n == 1 { tmp.path().to_owned() } else { tmp.path().join(format!("r{i}")) };
+                std::fs::create_dir_all(&dir).expect("replica dir");
+                let addr = format!("127.0.0.1:{}", ports[i].0);
+                let mut argv = vec![env!("CARGO_BIN_EXE_ringkv").to_string(), "server".into()];
+                argv.extend(["--data-dir".into(), dir.display().to_string(), "--listen".into(), addr.clone()]);
+                if n > 1 {
+                    argv.extend(["--node-id".into(), i.to_string()]);
+                    argv.extend(["--raft-listen".into(), format!("127.0.0.1:{}", ports[i].1)]);
+                    for (j, (c, r)) in ports.iter().enumerate() {
+                        argv.extend(["--replica".into(), format!("{j}=127.0.0.1:{c}/127.0.0.1:{r}")]);
+                    }
+                }
+                argv.extend(extra.iter().map(|s| s.to_string()));
+                Proc { addr, dir, argv, child: None }
+            })
+            .collect::<Vec<_>>();
+        Server { addr: procs[0].addr.clone(), data_dir: procs[0].dir.clone(), procs, _tmp: Some(tmp) }
+    }
+
+    /// Every replica's address, comma-separated (what a client is given).
+    pub fn addrs(&self) -> String {
+        self.procs.iter().map(|p| p.addr.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts the processes and waits until the server answers a read.
+    pub async fn launch(&mut self) {
+        if let Err(e) = self.try_launch().await {
+            panic!("{e}");
         }
     }
 
-    /// The exact command line of this server.
-    pub fn argv(&self) -> Vec<String> {
-        let mut argv = vec![
-            env!("CARGO_BIN_EXE_ringkv").to_string(),
-            "server".into(),
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
-            "--listen".into(),
-            self.addr.clone(),
-        ];
-        argv.extend(self.extra.iter().cloned());
-        argv
-    }
-
-    /// Starts the process and waits until it answers a read.
-    pub async fn launch(&mut self) {
-        assert!(self.child.is_none(), "server already running");
-        let argv = self.argv();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("server.log"))
-            .expect("open server.log");
-        let child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ringkv server");
-        self.child = Some(child);
+    async fn try_launch(&mut self) -> Result<(), String> {
+        for p in &mut self.procs {
+            assert!(p.child.is_none(), "server already running");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p.dir.join("server.log"))
+                .expect("open server.log");
+            let child = Command::new(&p.argv[0])
+                .args(&p.argv[1..])
+                .env("RUST_LOG", "info,openraft=warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn ringkv server");
+            p.child = Some(child);
+        }
         let client = self.client();
         let started = Instant::now();
         loop {
             if client.get(&BigInt::from(0)).await.is_ok() {
-                return;
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("server exited with {status} during start; log:\n{}", self.log());
+            for p in &mut self.procs {
+                if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    p.child = None;
+                    let log = std::fs::read_to_string(p.dir.join("server.log")).unwrap_or_default();
+                    return Err(format!("server exited with {status} during start; log:\n{log}"));
+                }
             }
-            assert!(started.elapsed() < START_TIMEOUT, "server did not start; log:\n{}", self.log());
+            if started.elapsed() > START_TIMEOUT {
+                return Err(format!("server did not start; log:\n{}", self.log()));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// A client with a short per-request timeout.
+    /// A client of every replica, with a short per-request timeout.
     pub fn client(&self) -> Client {
         let opts = ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() };
-        Client::new(&self.addr, opts).expect("client")
+        Client::new(&self.addrs(), opts).expect("client")
     }
 
-    /// SIGKILL: the process gets no chance to flush anything.
+    /// SIGKILL to every process: none gets a chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("wait");
+        for p in &mut self.procs {
+            if let Some(mut child) = p.child.take() {
+                child.kill().expect("kill -9");
+                child.wait().expect("wait");
+            }
         }
     }
 
     /// SIGTERM and wait: a clean stop.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-            let status = child.wait().expect("wait");
-            assert!(status.success(), "server exited with {status} on SIGTERM; log:\n{}", self.log());
+        for p in &self.procs {
+            if let Some(child) = &p.child {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+            }
+        }
+        for i in 0..self.procs.len() {
+            if let Some(mut child) = self.procs[i].child.take() {
+                let status = child.wait().expect("wait");
+                assert!(status.success(), "server exited with {status} on SIGTERM; log:\n{}", self.log());
+            }
         }
     }
 
+    /// Every process's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+        self.procs
+            .iter()
+            .map(|p| std::fs::read_to_string(p.dir.join("server.log")).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    /// The snapshot files in the data dir.
+    /// The snapshot files in the (first replica's) data dir.
     pub fn snapshot_files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&self.data_dir)
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
@@ -143,9 +197,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for p in &mut self.procs {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
