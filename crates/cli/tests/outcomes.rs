@@ -48,7 +48,7 @@ async fn bad_keys_are_refused_with_a_reason() {
     let mut raw = server.client().raw();
     for bad in [&b""[..], b"\x00\x05", b"\xff\xff", b"\x00\x00"] {
         let key = Bytes::copy_from_slice(bad);
-        let msg = invalid_argument(raw.get(pb::GetRequest { key: key.clone() }).await);
+        let msg = invalid_argument(raw.get(pb::GetRequest { key: key.clone(), ..Default::default() }).await);
         assert!(msg.contains("key"), "{msg}");
         let set = pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"x"), ..Default::default() };
         invalid_argument(raw.set(set).await);

@@ -241,3 +241,26 @@ async fn a_retried_write_is_applied_once_across_failover() {
     cluster.replicas[leader].launch();
     cluster.wait_identical(Duration::from_secs(30)).await;
 }
+
+/// A serializable read is answered by the replica called, even with no
+/// majority; a linearizable one then gets UNAVAILABLE, never a stale value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_reads_answer_locally_linearizable_ones_refuse() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3, &[]).await;
+    let key = BigInt::from(5);
+    assert_eq!(cluster.client().set(&key, 0, "five").await.unwrap().outcome, Outcome::Success);
+    cluster.wait_identical(Duration::from_secs(10)).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let survivor = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.replicas[i].kill9();
+        }
+    }
+    let alone = cluster.client_of(survivor);
+    let stale_ok = alone.get_serializable(&key).await.unwrap();
+    assert_eq!(stale_ok.value.unwrap().data.as_ref(), b"five");
+    let err = alone.get(&key).await.unwrap_err();
+    assert!(err.is_unavailable() || matches!(err, ringkv_client::ClientError::Timeout), "{err:?}");
+}

@@ -110,7 +110,14 @@ impl Client {
     /// Reads `key` (linearizable). Retried on UNAVAILABLE within the
     /// timeout: a read has no effect to duplicate.
     pub async fn get(&self, key: &BigInt) -> Result<Reply, ClientError> {
-        let req = pb::GetRequest { key: key_bytes(key) };
+        let req = pb::GetRequest { key: key_bytes(key), serializable: false };
+        self.retrying(req, |mut s, r| async move { s.get(r).await }).await
+    }
+
+    /// Reads `key` from whichever replica answers, without confirming with
+    /// the leader: faster, but possibly stale (may miss recent writes).
+    pub async fn get_serializable(&self, key: &BigInt) -> Result<Reply, ClientError> {
+        let req = pb::GetRequest { key: key_bytes(key), serializable: true };
         self.retrying(req, |mut s, r| async move { s.get(r).await }).await
     }
 

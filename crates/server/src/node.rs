@@ -142,6 +142,11 @@ impl Node {
         self.inner.store.read(key).map_err(status::store_error)
     }
 
+    /// A serializable read: this replica's applied state, possibly stale.
+    pub fn read_local(&self, key: &[u8]) -> Result<Reply, Unserved> {
+        self.inner.store.read(key).map_err(status::store_error)
+    }
+
     /// Stops Raft; the log writer flushes what it has.
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {

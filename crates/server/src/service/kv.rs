@@ -114,6 +114,12 @@ impl KeyValue for KvService {
         let forwarded = Forwarder::was_forwarded(&request);
         let msg = request.into_inner();
         let key = self.key(&msg.key)?;
+        if msg.serializable {
+            return self.node.read_local(&key).map(|r| Response::new(r.into())).map_err(|e| match e {
+                Unserved::Status(s) => s,
+                Unserved::Elsewhere(_) => status::no_leader(),
+            });
+        }
         let local = self.node.read(&key).await;
         self.answer(forwarded, msg, local).await
     }
