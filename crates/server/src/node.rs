@@ -273,10 +273,9 @@ fn spawn_snapshot_timer(raft: Raft, every: Duration) {
             tick.tick().await;
             let m = raft.metrics().borrow().clone();
             let applied = m.last_applied.map(|id| id.index);
-            if applied.is_some() && applied != m.snapshot.map(|id| id.index) {
-                if raft.trigger().snapshot().await.is_err() {
-                    break;
-                }
+            let behind = applied.is_some() && applied != m.snapshot.map(|id| id.index);
+            if behind && raft.trigger().snapshot().await.is_err() {
+                break;
             }
         }
     });

@@ -55,7 +55,7 @@ pub trait SessionStore: Store {
 
 /// Applies the request at log index `index`: once per (client, sequence).
 pub fn apply<S: SessionStore>(store: &mut S, index: u64, req: Request) -> Result<Reply, S::Error> {
-    if index % SWEEP_EVERY == 0 {
+    if index.is_multiple_of(SWEEP_EVERY) {
         store.expire_clients(req.time_ms.saturating_sub(SESSION_TTL_MS))?;
     }
     let Some(s) = req.session else {

@@ -115,18 +115,21 @@ impl KvStore {
     pub fn iter<'t>(
         &self,
         txn: &'t RoTxn<'_, WithoutTls>,
-    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't, StoreError> {
-        Ok(self.data.iter(txn)?.map(|r| r.map_err(StoreError::from)))
+    ) -> Result<Pairs<'t>, StoreError> {
+        Ok(Box::new(self.data.iter(txn)?.map(|r| r.map_err(StoreError::from))))
     }
 
     /// Every session record (client id bytes, encoded record), as of `txn`.
     pub fn iter_sessions<'t>(
         &self,
         txn: &'t RoTxn<'_, WithoutTls>,
-    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't, StoreError> {
-        Ok(self.sessions.iter(txn)?.map(|r| r.map_err(StoreError::from)))
+    ) -> Result<Pairs<'t>, StoreError> {
+        Ok(Box::new(self.sessions.iter(txn)?.map(|r| r.map_err(StoreError::from))))
     }
 }
+
+/// Key-value pairs as LMDB hands them out, borrowed from a transaction.
+pub type Pairs<'t> = Box<dyn Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't>;
 
 /// A digest of the whole state and the applied index it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
