@@ -1,19 +1,21 @@
 //! `ringkv`: the server, a local cluster, an interactive shell, one-shot
 //! operations and operator tools, in one binary.
+//!
+//! This file holds only the command line's shape and the exit-code policy;
+//! each subcommand lives in `cmd/`, and the parsing and printing of keys and
+//! values in `parse.rs` and `output.rs`, shared with the shell.
 
-mod admin;
-mod bench;
-mod ops;
+mod cmd;
 mod output;
 mod parse;
-mod server_cmd;
 mod shell;
-mod up;
+mod signal;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cmd::{admin, bench, ops, server, up};
 use ringkv_client::{Client, ClientOptions};
 
 const ABOUT: &str = "ringkv: a distributed, versioned key-value store.";
@@ -21,37 +23,55 @@ const ABOUT: &str = "ringkv: a distributed, versioned key-value store.";
 const LONG_ABOUT: &str = "\
 ringkv: a distributed, versioned key-value store.
 
-Keys are integers of any size; every value carries a version (1 on insert,
-+1 on every test-and-set), a client timestamp and bytes. Every operation
-answers an outcome: SUCCESS, ERROR, ERROR_NE (no such key) or ERROR_WV
-(wrong version).";
+Keys are integers of any size, negative too; every value carries a version (1
+on insert, +1 on every test-and-set), a client timestamp and bytes. Every
+operation answers an outcome: SUCCESS, ERROR, ERROR_NE (no such key) or
+ERROR_WV (wrong version), with the value the table in DESIGN.md §2 says.
+
+KEY is decimal (42, -7, 123456789012345678901234567890) or hex (0x1f, -0x1f).
+DATA is text, @FILE (the file's bytes) or hex:BYTES (hex:deadbeef).
+TIMESTAMP defaults to now, in milliseconds since the Unix epoch.";
 
 const EXAMPLES: &str = "\
 Examples:
   ringkv up                               start a local cluster and open the shell
   ringkv server --data-dir d --listen 127.0.0.1:7070
   ringkv set 42 hello                     insert key 42
-  ringkv tas 42 'hello again' 1           replace it if it is at version 1
+  ringkv tas 42 'hello again' --version 1 replace it if it is at version 1
   ringkv get 42 --json                    read it, as JSON
-  ringkv del 42 2                         delete it if it is at version 2
+  ringkv del 42 --version 2               delete it if it is at version 2
   ringkv set 0x10 @photo.jpg              data from a file (hex:0a0b for raw bytes)
   ringkv status --addr 127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072
 
-Exit codes: 0 for every outcome (outcomes are answers), 1 for bad input,
-2 when the server cannot be reached or did not answer in time.";
+Exit codes: 0 for every outcome (outcomes are answers), 1 for bad input or
+usage, 2 when the server cannot be reached or did not answer in time.";
+
+const SERVER_EXAMPLES: &str = "\
+Examples:
+  ringkv server --data-dir /var/lib/ringkv --listen 0.0.0.0:7070
+  ringkv server --config ringkv.toml --snapshot-every 1000
+Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; RUST_LOG=debug for more.";
+
+const UP_EXAMPLES: &str = "\
+Examples:
+  ringkv up                               3 replicas on 7070-7072, data in ./ringkv-data
+  ringkv up --replicas 1 --base-port 9000 --no-shell
+Each server logs to DATA_DIR/r<i>/server.log; DATA_DIR/cluster.json lists the
+processes (pid and the command line that starts each one again).";
 
 #[derive(Debug, Parser)]
 #[command(name = "ringkv", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 struct Cli {
-    /// Server(s) to talk to (HOST:PORT, comma-separated for status).
+    /// Server(s) to talk to: HOST:PORT, or several comma-separated (requests
+    /// are spread over those that answer).
     #[arg(long, global = true, env = "RINGKV_ADDR", default_value = "127.0.0.1:7070", value_delimiter = ',')]
     addr: Vec<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for an answer.
-    #[arg(long, global = true, default_value_t = 5.0)]
-    timeout: f64,
+    /// Seconds to wait for an answer (retries of a read included).
+    #[arg(long, global = true, default_value = "5", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -59,10 +79,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a server (a replica) in the foreground.
-    Server(server_cmd::ServerArgs),
+    #[command(after_help = SERVER_EXAMPLES)]
+    Server(server::ServerArgs),
     /// Start a local cluster of server processes and open the shell.
+    #[command(after_help = UP_EXAMPLES)]
     Up(up::UpArgs),
-    /// Interactive shell against a server.
+    /// Interactive shell against a server (type help inside).
     Shell,
     /// Show each server's role, term, log, applied and snapshot index.
     Status(admin::StatusArgs),
@@ -72,6 +94,14 @@ enum Cmd {
     Bench(bench::BenchArgs),
     #[command(flatten)]
     Op(ops::Op),
+}
+
+/// `--timeout`: positive seconds, fractions allowed.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 => Duration::try_from_secs_f64(s).map_err(|e| e.to_string()),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 /// Logs to stderr; RUST_LOG overrides the default (ours at info, openraft's
@@ -88,8 +118,7 @@ fn init_logging() {
 }
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let timeout = Duration::try_from_secs_f64(cli.timeout).unwrap_or(Duration::from_secs(5));
-    let opts = ClientOptions { timeout, ..ClientOptions::default() };
+    let opts = ClientOptions { timeout: cli.timeout, ..ClientOptions::default() };
     Ok(Client::new(&cli.addr.join(","), opts)?)
 }
 
@@ -97,19 +126,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
         Cmd::Server(args) => {
             init_logging();
-            server_cmd::run(args.clone()).await?;
+            server::run(args.clone()).await?;
         }
         Cmd::Up(args) => up::run(args.clone(), cli.json).await?,
-        Cmd::Shell => shell::run(&client(&cli)?, &cli.addr.join(", "), cli.json).await?,
+        Cmd::Shell => {
+            let shell = shell::Shell::open()?;
+            let (client, shown) = (client(&cli)?, cli.addr.join(", "));
+            tokio::select! {
+                r = shell.run(&client, &shown, cli.json) => r?,
+                _ = signal::terminate() => {}
+            }
+        }
         Cmd::Status(args) => admin::status(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Verify(args) => admin::verify(args.clone(), cli.json)?,
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr[0], cli.json).await?,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
             Ok(reply) if cli.json => println!("{}", output::json(&reply)),
             Ok(reply) => println!("{}", output::readable(&reply)),
+            Err(e @ ops::OpError::Client(_)) => {
+                eprintln!("ringkv: {}: {e}", cli.addr.join(","));
+                return Ok(ExitCode::from(e.exit_code()));
+            }
             Err(e) => {
                 eprintln!("ringkv: {e}");
-                return Ok(ExitCode::from(e.exit_code() as u8));
+                return Ok(ExitCode::from(e.exit_code()));
             }
         },
     }
@@ -118,12 +158,78 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and are no error; a usage
+            // mistake is bad input (exit code 1), not clap's default 2,
+            // which here means "the server did not answer".
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ringkv: {e:#}");
+            eprintln!("ringkv: {}", error_chain(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error and its causes, joined with ": ", each said once: some errors
+/// already repeat their cause in their own message.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if line.contains(part.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&part);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("cannot read x.toml: no such file").context("server failed");
+        assert_eq!(error_chain(&e), "server failed: cannot read x.toml: no such file");
+        let e = anyhow::anyhow!("disk").context("server failed");
+        assert_eq!(error_chain(&e), "server failed: disk");
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_timeout("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["0", "-1", "soon", "NaN", "inf"] {
+            assert!(parse_timeout(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn global_options_and_defaults() {
+        let cli = Cli::try_parse_from(["ringkv", "get", "-7", "--json", "--timeout", "2"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.timeout, Duration::from_secs(2));
+        assert!(matches!(&cli.cmd, Cmd::Op(ops::Op::Get { key }) if key == "-7"));
+        let cli = Cli::try_parse_from(["ringkv", "--addr", "a:1,b:2", "shell"]).unwrap();
+        assert_eq!(cli.addr, ["a:1", "b:2"]);
+        let cli = Cli::try_parse_from(["ringkv", "server", "--data-dir", "d", "--listen", "127.0.0.1:1"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Server(_)));
     }
 }

@@ -1,4 +1,7 @@
-//! How users write keys and data on the command line.
+//! How users write keys, data, versions and timestamps on the command line.
+//!
+//! Shared by the one-shot commands and the shell. Every error names the
+//! text it refused and shows an accepted form, because the user reads it.
 
 use anyhow::{anyhow, bail, Context};
 use num_bigint::BigInt;
@@ -33,9 +36,16 @@ pub fn data(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(text.as_bytes().to_vec())
 }
 
-/// A version number.
+/// A version number (a signed 64-bit integer, as on the wire).
 pub fn version(text: &str) -> anyhow::Result<i64> {
-    text.parse().map_err(|_| anyhow!("version {text:?} is not an integer"))
+    text.parse().map_err(|_| anyhow!("version {text:?} is not an integer (e.g. 1)"))
+}
+
+/// A timestamp: any signed 64-bit integer; by convention milliseconds since
+/// the Unix epoch, but the server stores it without looking.
+pub fn timestamp(text: &str) -> anyhow::Result<i64> {
+    text.parse()
+        .map_err(|_| anyhow!("timestamp {text:?} is not an integer (milliseconds since the Unix epoch, e.g. 1700000000000)"))
 }
 
 /// Milliseconds since the Unix epoch: the default timestamp.
@@ -63,10 +73,39 @@ mod tests {
     }
 
     #[test]
+    fn big_keys_both_signs_and_bases() {
+        let huge = format!("-{}", "9".repeat(100));
+        assert_eq!(key(&huge).unwrap().to_string(), huge);
+        let hex = key("0xffffffffffffffffffffffffffffffff").unwrap();
+        assert_eq!(hex, (BigInt::from(1) << 128) - 1);
+        assert_eq!(key("0").unwrap(), BigInt::from(0));
+        assert_eq!(key("-0").unwrap(), BigInt::from(0));
+        assert_eq!(key("0X1F").unwrap(), BigInt::from(31));
+        let e = key("12abc").unwrap_err().to_string();
+        assert!(e.contains("12abc") && e.contains("0x2a"), "{e}");
+    }
+
+    #[test]
+    fn versions_and_timestamps() {
+        assert_eq!(version("3").unwrap(), 3);
+        assert_eq!(version("-1").unwrap(), -1);
+        assert!(version("1.0").is_err());
+        assert!(version("99999999999999999999").is_err(), "beyond i64");
+        assert_eq!(timestamp("-5").unwrap(), -5);
+        assert!(timestamp("now").is_err());
+        assert!(now_ms() > 1_600_000_000_000);
+    }
+
+    #[test]
     fn data_forms() {
         assert_eq!(data("hello").unwrap(), b"hello");
         assert_eq!(data("hex:00ff").unwrap(), vec![0, 255]);
         assert!(data("hex:0").is_err());
+        assert!(data("hex:zz").is_err());
+        assert_eq!(data("hex:DEADBEEF").unwrap(), vec![0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(data("hex:").unwrap(), Vec::<u8>::new());
+        assert_eq!(data("").unwrap(), Vec::<u8>::new());
+        assert_eq!(data("héllo").unwrap(), "héllo".as_bytes());
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), [1u8, 2, 3]).unwrap();
         assert_eq!(data(&format!("@{}", f.path().display())).unwrap(), vec![1, 2, 3]);

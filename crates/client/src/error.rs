@@ -1,4 +1,7 @@
-//! The client's errors, and the one place gRPC statuses become them.
+//! The client's errors, and the one place gRPC statuses become them
+//! (`From<tonic::Status>`), so that every call classifies failures the same
+//! way: what a caller may retry (`Unavailable`, `Timeout`), what it must fix
+//! (`InvalidArgument`, `Config`), and what it cannot understand (`Protocol`).
 
 /// Why a request got no answer. Outcomes such as `ERROR_WV` are answers,
 /// not errors: they come back in `Reply`.
@@ -70,22 +73,85 @@ fn is_transport(s: &tonic::Status) -> bool {
     m.contains("transport") || m.contains("connect") || m.contains("connection") || m.contains("broken pipe")
 }
 
+/// The status message followed by its chain of causes, each said once:
+/// tonic nests the same "tcp connect error" several times around the
+/// operating system's reason, which is what a user needs to see.
 fn transport_message(s: &tonic::Status) -> String {
     use std::error::Error;
-    let mut msg = s.message().to_owned();
+    let mut parts = vec![s.message().to_owned()];
     let mut source = s.source();
     while let Some(e) = source {
-        msg.push_str(": ");
-        msg.push_str(&e.to_string());
+        parts.push(e.to_string());
         source = e.source();
     }
-    msg
+    join_causes(parts)
+}
+
+/// Joins causes with ": ", leaving out repeats, empty ones and tonic's
+/// uninformative "transport error" wrapper.
+fn join_causes(parts: Vec<String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for p in parts {
+        if !p.is_empty() && p != "transport error" && !kept.contains(&p) {
+            kept.push(p);
+        }
+    }
+    if kept.is_empty() {
+        "transport error".to_owned()
+    } else {
+        kept.join(": ")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tonic::{Code, Status};
+
+    #[test]
+    fn every_code_maps_somewhere_sensible() {
+        let cases = [
+            (Status::unavailable("no leader"), Some(Code::Unavailable)),
+            (Status::invalid_argument("key is empty"), Some(Code::InvalidArgument)),
+            (Status::deadline_exceeded("late"), Some(Code::DeadlineExceeded)),
+            (Status::cancelled("connection reset"), Some(Code::Unavailable)),
+            (Status::cancelled("by the caller"), Some(Code::Cancelled)),
+            (Status::unknown("boom"), Some(Code::Unknown)),
+            (Status::internal("disk"), Some(Code::Internal)),
+            (Status::not_found("x"), Some(Code::NotFound)),
+            (Status::resource_exhausted("message too large"), Some(Code::ResourceExhausted)),
+            (Status::unimplemented("old server"), Some(Code::Unimplemented)),
+        ];
+        for (status, code) in cases {
+            let shown = format!("{status:?}");
+            assert_eq!(ClientError::from(status).code(), code, "{shown}");
+        }
+    }
+
+    #[test]
+    fn only_unavailable_is_unavailable() {
+        assert!(ClientError::from(Status::unavailable("x")).is_unavailable());
+        assert!(ClientError::from(Status::unknown("transport error")).is_unavailable());
+        assert!(!ClientError::Timeout.is_unavailable());
+        assert!(!ClientError::from(Status::internal("x")).is_unavailable());
+        assert_eq!(ClientError::Protocol("status 0".into()).code(), None);
+        assert_eq!(ClientError::Config("bad".into()).code(), None);
+    }
+
+    #[test]
+    fn messages_are_one_clear_line() {
+        let e = ClientError::from(Status::invalid_argument("key is not minimal"));
+        assert_eq!(e.to_string(), "invalid argument: key is not minimal");
+        let e = ClientError::from(Status::internal("disk full"));
+        assert!(e.to_string().contains("disk full"), "{e}");
+        // What tonic nests around a refused connection, said once.
+        let chain = ["tcp connect error", "transport error", "tcp connect error", "tcp connect error", "Connection refused (os error 111)"];
+        assert_eq!(
+            join_causes(chain.iter().map(|s| s.to_string()).collect()),
+            "tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(join_causes(vec!["transport error".into()]), "transport error");
+    }
 
     #[test]
     fn statuses_map_to_errors() {

@@ -1,4 +1,6 @@
-//! The typed forms of what the server answers.
+//! The typed forms of what the server answers: the wire's `Reply` checked
+//! once on arrival (an unknown or unspecified status is a protocol error,
+//! never guessed at), so callers match on a closed `Outcome`.
 
 use std::fmt;
 
@@ -10,15 +12,20 @@ use crate::ClientError;
 /// A stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
+    /// 1 on insert, +1 on every successful test-and-set.
     pub version: i64,
+    /// Chosen by the client that wrote the value; the server only keeps it.
     pub timestamp: i64,
+    /// The opaque bytes.
     pub data: Bytes,
 }
 
 /// The outcome of an operation (DESIGN.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
+    /// The operation took effect (or, for `get`, the key was found).
     Success,
+    /// `set`: the key already exists; `get` and `del`: it does not.
     Error,
     /// The key does not exist.
     ErrorNe,
@@ -41,7 +48,9 @@ impl fmt::Display for Outcome {
 /// value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// What happened.
     pub outcome: Outcome,
+    /// The value the outcome table (DESIGN.md §2) says comes with it.
     pub value: Option<Value>,
 }
 
@@ -79,5 +88,32 @@ mod tests {
         assert!(Reply::try_from(pb::Reply { status: 0, value: None }).is_err());
         assert!(Reply::try_from(pb::Reply { status: 99, value: None }).is_err());
         assert_eq!(Outcome::ErrorNe.to_string(), "ERROR_NE");
+    }
+
+    #[test]
+    fn every_status_and_its_name() {
+        for (status, outcome, name) in [
+            (pb::Status::Success, Outcome::Success, "SUCCESS"),
+            (pb::Status::Error, Outcome::Error, "ERROR"),
+            (pb::Status::ErrorNe, Outcome::ErrorNe, "ERROR_NE"),
+            (pb::Status::ErrorWv, Outcome::ErrorWv, "ERROR_WV"),
+        ] {
+            let r = Reply::try_from(pb::Reply { status: status as i32, value: None }).unwrap();
+            assert_eq!(r, Reply { outcome, value: None });
+            assert_eq!(outcome.to_string(), name);
+        }
+        let e = Reply::try_from(pb::Reply { status: 0, value: None }).unwrap_err();
+        assert!(matches!(&e, ClientError::Protocol(m) if m.contains('0')), "{e:?}");
+    }
+
+    #[test]
+    fn values_keep_every_field() {
+        let data = Bytes::from(vec![0u8, 255, 7]);
+        let r = Reply::try_from(pb::Reply {
+            status: pb::Status::Success as i32,
+            value: Some(pb::Value { version: i64::MAX, timestamp: -1, data: data.clone() }),
+        })
+        .unwrap();
+        assert_eq!(r.value, Some(Value { version: i64::MAX, timestamp: -1, data }));
     }
 }

@@ -1,4 +1,9 @@
-//! `ringkv server`: configuration from a TOML file, overridden by flags.
+//! `ringkv server`: one replica in the foreground.
+//!
+//! The configuration is built in one order, documented defaults, then the
+//! TOML file (`--config`), then the flags, and checked once before anything
+//! starts, so a mistake is one clear line rather than a half-started server.
+//! The server stops gracefully on SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,22 +82,5 @@ impl ServerArgs {
 /// Runs a server until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    ringkv_server::server::run(config, shutdown_signal()).await.context("server failed")
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    ringkv_server::server::run(config, crate::signal::shutdown()).await.context("server failed")
 }

@@ -2,11 +2,18 @@
 //!
 //! Starts each replica as its own `ringkv server` process on loopback,
 //! waits until the group answers, writes `DIR/cluster.json` (how to find,
-//! kill and restart each process), then opens the shell (or waits). Ctrl-C,
-//! SIGTERM or leaving the shell stops every process it started. A replica
-//! that dies is reported and not restarted: fault tests do that.
+//! kill and restart each process), then opens the shell (or waits).
+//! Leaving the shell, SIGTERM, SIGHUP, or (without the shell) Ctrl-C stops
+//! every process it started; in the shell Ctrl-C only cancels the running
+//! command. The servers run in their own process group so that a Ctrl-C
+//! typed in the terminal reaches `up` alone, and `up` decides. A replica
+//! that dies is reported and not restarted (fault tests do that, from
+//! `cluster.json`); when none is left, `up` says so and exits non-zero.
+//! The servers log to `DIR/r<i>/server.log`, not the terminal, so that they
+//! do not garble the shell.
 
 use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +24,17 @@ use nix::unistd::Pid;
 use ringkv_client::{Client, ClientOptions};
 use serde::Serialize;
 
-use crate::{server_cmd, shell};
+use crate::shell::Shell;
 
 /// How far above the client ports the Raft ports start.
 const RAFT_PORT_OFFSET: u16 = 1000;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of one readiness probe: short, so that a replica that died is
+/// noticed quickly.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Flags of `ringkv up`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
     /// Where the replicas keep their data (one subdirectory each).
@@ -35,7 +46,8 @@ pub struct UpArgs {
     /// Replicas in the group (separate processes).
     #[arg(long, default_value_t = 3)]
     pub replicas: u16,
-    /// Do not open the shell; run until Ctrl-C or SIGTERM.
+    /// Do not open the shell; run until Ctrl-C or SIGTERM. (Also the case
+    /// when stdin is not a terminal.)
     #[arg(long)]
     pub no_shell: bool,
     /// Extra flags passed to every server (e.g. --snapshot-every 1000).
@@ -43,13 +55,16 @@ pub struct UpArgs {
     pub server_args: Vec<String>,
 }
 
-/// One process of the cluster, as `cluster.json` lists it.
+/// One process of the cluster, as `cluster.json` lists it. `argv` is the
+/// exact command line that starts it again (absolute executable first).
 #[derive(Debug, Serialize)]
 struct ProcessInfo {
     position: u32,
     replica: u16,
     address: String,
-    raft_address: String,
+    /// Only for a group of several replicas: a lone server has no peers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raft_address: Option<String>,
     data_dir: PathBuf,
     pid: u32,
     argv: Vec<String>,
@@ -60,10 +75,14 @@ struct Replica {
     child: Option<Child>,
 }
 
+/// Starts the cluster, serves it until the shell ends, a signal arrives or
+/// every replica has died, then stops what is left.
 pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
     if args.replicas == 0 {
         bail!("--replicas must be at least 1");
     }
+    // The editor first: it must exist before SIGINT is watched (see shell).
+    let shell = if !args.no_shell && std::io::stdin().is_terminal() { Some(Shell::open()?) } else { None };
     let exe = std::env::current_exe().context("cannot find the ringkv executable")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -78,16 +97,20 @@ pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
             }
         }
     }
-    let result = serve(&args, &data_dir, &mut replicas, json).await;
+    let result = serve(shell, &data_dir, &mut replicas, json).await;
     stop_all(&mut replicas);
     result
 }
 
-async fn serve(args: &UpArgs, data_dir: &Path, replicas: &mut [Replica], json: bool) -> anyhow::Result<()> {
+/// Waits until the cluster answers, says where it is, then runs the shell
+/// (if given) or waits, watching for signals and dead replicas.
+async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], json: bool) -> anyhow::Result<()> {
     let all: Vec<String> = replicas.iter().map(|r| r.info.address.clone()).collect();
-    let opts = ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() };
-    let client = Client::new(&all.join(","), opts)?;
-    wait_ready(&client, replicas).await?;
+    let addrs = all.join(",");
+    tokio::select! {
+        r = wait_ready(&addrs, replicas) => r?,
+        _ = crate::signal::shutdown() => bail!("interrupted while the cluster was starting"),
+    }
     let infos: Vec<&ProcessInfo> = replicas.iter().map(|r| &r.info).collect();
     let cluster = serde_json::json!({ "processes": infos });
     let path = data_dir.join("cluster.json");
@@ -95,32 +118,35 @@ async fn serve(args: &UpArgs, data_dir: &Path, replicas: &mut [Replica], json: b
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("ringkv: {} replica(s) up, data in {}", replicas.len(), data_dir.display());
     for r in replicas.iter() {
-        println!("  replica {}  {}  (raft {}, pid {})", r.info.replica, r.info.address, r.info.raft_address, r.info.pid);
+        let raft = r.info.raft_address.as_ref().map_or(String::new(), |a| format!("raft {a}, "));
+        println!("  replica {}  {}  ({raft}pid {})  log {}", r.info.replica, r.info.address, r.info.pid, r.info.data_dir.join("server.log").display());
     }
     println!("  processes listed in {}", path.display());
 
-    let interactive = !args.no_shell && std::io::stdin().is_terminal();
-    let addrs: Vec<String> = replicas.iter().map(|r| r.info.address.clone()).collect();
     let mut watch = tokio::time::interval(Duration::from_millis(250));
-    if interactive {
-        let shown = addrs.join(", ");
-        let shell = shell::run(&client, &shown, json);
-        tokio::pin!(shell);
+    if let Some(shell) = shell {
+        let client = Client::new(&addrs, ClientOptions::default())?;
+        let shown = all.join(", ");
+        let shell = shell.run(&client, &shown, json);
+        // Ctrl-C is the shell's (it cancels a command); leaving the shell or
+        // SIGTERM stops the cluster.
+        let term = crate::signal::terminate();
+        tokio::pin!(shell, term);
         loop {
             tokio::select! {
                 r = &mut shell => return r,
-                _ = server_cmd::shutdown_signal() => return Ok(()),
-                _ = watch.tick() => report_deaths(replicas),
+                _ = &mut term => return Ok(()),
+                _ = watch.tick() => report_deaths(replicas)?,
             }
         }
     }
     println!("  Ctrl-C or SIGTERM stops them.");
-    let stop = server_cmd::shutdown_signal();
+    let stop = crate::signal::shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return Ok(()),
-            _ = watch.tick() => report_deaths(replicas),
+            _ = watch.tick() => report_deaths(replicas)?,
         }
     }
 }
@@ -148,16 +174,22 @@ fn start(exe: &Path, data_dir: &Path, args: &UpArgs, i: u16) -> anyhow::Result<R
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
     let child = Command::new(&argv[0])
         .args(&argv[1..])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start replica {i}"))?;
+    let raft_address = (args.replicas > 1).then_some(raft_address);
     let info = ProcessInfo { position: 0, replica: i, address, raft_address, data_dir: dir, pid: child.id(), argv };
     Ok(Replica { info, child: Some(child) })
 }
 
-async fn wait_ready(client: &Client, replicas: &mut [Replica]) -> anyhow::Result<()> {
+/// Polls the group with short reads until one answers; fails as soon as a
+/// replica exits, quoting the last line of its log (usually the reason).
+async fn wait_ready(addrs: &str, replicas: &mut [Replica]) -> anyhow::Result<()> {
+    let opts = ClientOptions { timeout: PROBE_TIMEOUT, connect_timeout: PROBE_TIMEOUT };
+    let client = Client::new(addrs, opts)?;
     let started = Instant::now();
     loop {
         if client.get(&num_bigint::BigInt::from(0)).await.is_ok() {
@@ -165,11 +197,9 @@ async fn wait_ready(client: &Client, replicas: &mut [Replica]) -> anyhow::Result
         }
         for r in replicas.iter_mut() {
             if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!(
-                    "replica {} exited during start-up ({status}); see {}",
-                    r.info.replica,
-                    r.info.data_dir.join("server.log").display()
-                );
+                let log = r.info.data_dir.join("server.log");
+                let why = last_line(&log).map_or(String::new(), |l| format!(": {l}"));
+                bail!("replica {} exited during start-up ({status}){why}\n(full log: {})", r.info.replica, log.display());
             }
         }
         if started.elapsed() > START_TIMEOUT {
@@ -179,16 +209,34 @@ async fn wait_ready(client: &Client, replicas: &mut [Replica]) -> anyhow::Result
     }
 }
 
-fn report_deaths(replicas: &mut [Replica]) {
+/// The last non-empty line of a (log) file, if it can be read.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
+}
+
+/// Reports each replica that has exited since the last look; an error once
+/// none is left running.
+fn report_deaths(replicas: &mut [Replica]) -> anyhow::Result<()> {
+    let mut died = Vec::new();
     for r in replicas.iter_mut() {
         if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            eprintln!(
-                "\nringkv up: replica {} (pid {}) exited: {status}; the others keep running",
-                r.info.replica, r.info.pid
-            );
+            died.push(format!("replica {} (pid {}) exited: {status}", r.info.replica, r.info.pid));
             r.child = None;
         }
     }
+    let alive = replicas.iter().filter(|r| r.child.is_some()).count();
+    for d in &died {
+        if alive == 0 {
+            eprintln!("\nringkv up: {d}");
+        } else {
+            eprintln!("\nringkv up: {d}; {alive} of {} still running", replicas.len());
+        }
+    }
+    if alive == 0 && !died.is_empty() {
+        bail!("no replica is running any more (see the server.log files)");
+    }
+    Ok(())
 }
 
 /// SIGTERM to every child, then SIGKILL to those still running.

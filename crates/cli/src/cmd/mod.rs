@@ -1,0 +1,15 @@
+//! The subcommands, one file per group: adding a command is adding a file
+//! here and a variant to `Cmd` in `main.rs`.
+//!
+//! - `server`: run one replica in the foreground.
+//! - `up`: a local cluster of server processes, plus the shell.
+//! - `ops`: the five key-value operations, shared by the one-shot commands
+//!   and the shell.
+//! - `admin`: operator tools (`status`, `verify`).
+//! - `bench`: the load generator.
+
+pub mod admin;
+pub mod bench;
+pub mod ops;
+pub mod server;
+pub mod up;
