@@ -2,13 +2,14 @@
 //! loopback ports, each killable and restartable from its command line.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ringkv_api::pb::{admin_client::AdminClient, StatusReply, StatusRequest};
 use ringkv_client::{Client, ClientOptions};
 
 use super::free_port;
+
 
 pub struct Replica {
     pub id: usize,
@@ -31,15 +32,7 @@ pub struct Cluster {
 impl Replica {
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "replica {} already running", self.id);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
-        let child = Command::new(&self.argv[0])
-            .args(&self.argv[1..])
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn replica");
-        self.child = Some(child);
+        self.child = Some(super::spawn(&self.argv, &self.dir));
     }
 
     pub fn kill9(&mut self) {
@@ -74,21 +67,12 @@ impl Cluster {
     pub async fn start(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::Builder::new().prefix("ringkv-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let members: Vec<String> =
-            ports.iter().enumerate().map(|(i, (c, r))| format!("{i}=127.0.0.1:{c}/127.0.0.1:{r}")).collect();
         let replicas = (0..n)
             .map(|i| {
                 let dir = tmp.path().join(format!("r{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 let addr = format!("127.0.0.1:{}", ports[i].0);
-                let mut argv = vec![env!("CARGO_BIN_EXE_ringkv").to_string(), "server".into()];
-                argv.extend(["--data-dir".into(), dir.display().to_string(), "--listen".into(), addr.clone()]);
-                argv.extend(["--node-id".into(), i.to_string()]);
-                argv.extend(["--raft-listen".into(), format!("127.0.0.1:{}", ports[i].1)]);
-                for m in &members {
-                    argv.extend(["--replica".into(), m.clone()]);
-                }
-                argv.extend(extra.iter().map(|s| s.to_string()));
+                let argv = super::server_argv(i, &ports, &dir, extra);
                 Replica { id: i, addr, dir, argv, child: None }
             })
             .collect();

@@ -26,6 +26,40 @@ pub fn test_replicas() -> usize {
     std::env::var("RINGKV_TEST_REPLICAS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
 }
 
+/// The command line of replica `i` of a group on `ports` (client, Raft);
+/// a group of one is a standalone server.
+pub fn server_argv(i: usize, ports: &[(u16, u16)], dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut argv = vec![env!("CARGO_BIN_EXE_ringkv").to_string(), "server".into()];
+    argv.extend(["--data-dir".into(), dir.display().to_string()]);
+    argv.extend(["--listen".into(), format!("127.0.0.1:{}", ports[i].0)]);
+    if ports.len() > 1 {
+        argv.extend(["--node-id".into(), i.to_string()]);
+        argv.extend(["--raft-listen".into(), format!("127.0.0.1:{}", ports[i].1)]);
+        for (j, (c, r)) in ports.iter().enumerate() {
+            argv.extend(["--replica".into(), format!("{j}=127.0.0.1:{c}/127.0.0.1:{r}")]);
+        }
+    }
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// Starts a server process from `argv`, its stderr appended to
+/// `dir/server.log`.
+pub fn spawn(argv: &[String], dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("open server.log");
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ringkv server")
+}
+
 /// One server process.
 struct Proc {
     addr: String,
@@ -75,18 +109,8 @@ impl Server {
             .map(|i| {
                 let dir = if n == 1 { tmp.path().to_owned() } else { tmp.path().join(format!("r{i}")) };
                 std::fs::create_dir_all(&dir).expect("replica dir");
-                let addr = format!("127.0.0.1:{}", ports[i].0);
-                let mut argv = vec![env!("CARGO_BIN_EXE_ringkv").to_string(), "server".into()];
-                argv.extend(["--data-dir".into(), dir.display().to_string(), "--listen".into(), addr.clone()]);
-                if n > 1 {
-                    argv.extend(["--node-id".into(), i.to_string()]);
-                    argv.extend(["--raft-listen".into(), format!("127.0.0.1:{}", ports[i].1)]);
-                    for (j, (c, r)) in ports.iter().enumerate() {
-                        argv.extend(["--replica".into(), format!("{j}=127.0.0.1:{c}/127.0.0.1:{r}")]);
-                    }
-                }
-                argv.extend(extra.iter().map(|s| s.to_string()));
-                Proc { addr, dir, argv, child: None }
+                let argv = server_argv(i, &ports, &dir, extra);
+                Proc { addr: format!("127.0.0.1:{}", ports[i].0), dir, argv, child: None }
             })
             .collect::<Vec<_>>();
         Server { addr: procs[0].addr.clone(), data_dir: procs[0].dir.clone(), procs, _tmp: Some(tmp) }
@@ -107,19 +131,7 @@ impl Server {
     async fn try_launch(&mut self) -> Result<(), String> {
         for p in &mut self.procs {
             assert!(p.child.is_none(), "server already running");
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p.dir.join("server.log"))
-                .expect("open server.log");
-            let child = Command::new(&p.argv[0])
-                .args(&p.argv[1..])
-                .env("RUST_LOG", "info,openraft=warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn ringkv server");
-            p.child = Some(child);
+            p.child = Some(spawn(&p.argv, &p.dir));
         }
         let client = self.client();
         let started = Instant::now();
