@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use num_bigint::BigUint;
+use ringkv_ring::{Placement, Ring};
 use serde::{Deserialize, Serialize};
 
 /// Everything a server process needs to know. Every field has a default so
@@ -24,8 +26,15 @@ pub struct Config {
     /// the client address serves Raft too.
     pub raft_listen: Option<SocketAddr>,
     /// Every replica of the group, this one included. Empty: a standalone
-    /// server, a group of one.
+    /// server, a group of one. With a ring, taken from this node's position
+    /// when empty (and must match it otherwise).
     pub replicas: Vec<Replica>,
+    /// This replica's group's position on the ring (an index into
+    /// `ring.positions`; 0 without a ring).
+    pub position: usize,
+    /// The ring this group is one position of. Absent: one group owns
+    /// every key.
+    pub ring: Option<RingConfig>,
     /// Largest `data` accepted in a value, in bytes (4 MiB, as gRPC's
     /// default message size). Larger is refused with INVALID_ARGUMENT.
     pub max_value_bytes: usize,
@@ -60,6 +69,8 @@ impl Default for Config {
             node_id: 0,
             raft_listen: None,
             replicas: Vec::new(),
+            position: 0,
+            ring: None,
             max_value_bytes: 4 * 1024 * 1024,
             snapshot_every: 10_000,
             snapshot_interval_secs: 300,
@@ -84,6 +95,66 @@ pub struct Replica {
     /// Its Raft address (defaults to `addr`).
     #[serde(default)]
     pub raft_addr: Option<String>,
+}
+
+/// The ring (DESIGN.md §4): every position, its id and its replicas. Every
+/// node of the ring must be given the same ring; a node's own position is
+/// `Config::position`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RingConfig {
+    /// Ids are `m` bits wide (64: evenly spaced ids never collide).
+    pub m: u32,
+    /// How a key becomes an id: `hash` (SHA-1 of its wire bytes) or
+    /// `direct` (the key modulo 2^m, keeping neighbouring keys together).
+    pub placement: Placement,
+    /// A request forwarded this many times without reaching its owner is
+    /// refused: the nodes' ring configurations must disagree.
+    pub max_hops: u32,
+    /// The positions, in order; position `i` is `positions[i]`.
+    pub positions: Vec<PositionConfig>,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self { m: ringkv_ring::DEFAULT_M, placement: Placement::Hash, max_hops: 32, positions: Vec::new() }
+    }
+}
+
+/// One ring position: a Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionConfig {
+    /// Its ring id, in decimal. Absent on every position: evenly spaced
+    /// ids, `2^m − 1` first and each next `2^m / n` lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its replicas (their ids are their node ids in the group).
+    pub replicas: Vec<Replica>,
+}
+
+impl RingConfig {
+    /// The ring these positions make.
+    pub fn build(&self) -> Result<Ring, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let given: Vec<Option<&String>> = self.positions.iter().map(|p| p.id.as_ref()).collect();
+        let ring = if given.iter().all(Option::is_none) {
+            Ring::evenly(self.m, self.positions.len(), self.placement)
+        } else if given.iter().all(Option::is_some) {
+            let ids = given
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let id = id.map_or("", |s| s.as_str());
+                    id.parse::<BigUint>().map_err(|_| invalid(format!("ring position {i}: id {id:?} is not a decimal number")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ring::with_ids(self.m, self.placement, ids)
+        } else {
+            return Err(invalid("give every ring position an id, or none (evenly spaced)".into()));
+        };
+        ring.map_err(|e| invalid(format!("ring: {e}")))
+    }
 }
 
 /// Why a configuration was refused.
@@ -123,6 +194,11 @@ impl Config {
         {
             return invalid("need heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms");
         }
+        if let Some(ring) = &self.ring {
+            self.validate_ring(ring)?;
+        } else if self.position != 0 {
+            return invalid("position is set but no ring is configured");
+        }
         if !self.replicas.is_empty() {
             let mut ids: Vec<u64> = self.replicas.iter().map(|r| r.id).collect();
             ids.sort_unstable();
@@ -140,6 +216,53 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// With a ring: takes this group's replicas from the ring when none are
+    /// given. Call before `validate`.
+    pub fn resolve(&mut self) {
+        if let Some(p) = self.ring.as_ref().and_then(|r| r.positions.get(self.position)) {
+            if self.replicas.is_empty() && p.replicas.len() > 1 {
+                self.replicas = p.replicas.clone();
+            }
+        }
+    }
+
+    fn validate_ring(&self, ring: &RingConfig) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        ring.build()?;
+        if ring.max_hops == 0 {
+            return invalid("ring.max_hops must be at least 1".into());
+        }
+        let Some(mine) = ring.positions.get(self.position) else {
+            return invalid(format!("position {} is not on the ring (it has {} positions)", self.position, ring.positions.len()));
+        };
+        if let Some(i) = ring.positions.iter().position(|p| p.replicas.is_empty()) {
+            return invalid(format!("ring position {i} has no replicas"));
+        }
+        let listen = self.listen.to_string();
+        if mine.replicas.len() > 1 && self.replicas != mine.replicas {
+            return invalid(format!("replicas differ from ring position {}'s replicas", self.position));
+        }
+        if mine.replicas.len() == 1 && mine.replicas[0].addr != listen {
+            return invalid(format!("ring position {} is {}, but this server listens on {listen}", self.position, mine.replicas[0].addr));
+        }
+        Ok(())
+    }
+
+    /// The ring and every position's replicas: a ring of one position
+    /// (this group) when none is configured.
+    pub fn topology(&self) -> Result<(Ring, Vec<Vec<Replica>>), ConfigError> {
+        match &self.ring {
+            Some(ring) => Ok((ring.build()?, ring.positions.iter().map(|p| p.replicas.clone()).collect())),
+            None => {
+                let ring = Ring::evenly(ringkv_ring::DEFAULT_M, 1, Placement::Hash)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                let alone = Replica { id: self.node_id, addr: self.listen.to_string(), raft_addr: self.raft_listen.map(|a| a.to_string()) };
+                let mine = if self.replicas.is_empty() { vec![alone] } else { self.replicas.clone() };
+                Ok((ring, vec![mine]))
+            }
+        }
     }
 
     /// The address this replica serves Raft on.

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use futures::FutureExt;
@@ -17,16 +18,19 @@ use crate::raft::network::MAX_RAFT_MESSAGE;
 use crate::service::admin::AdminService;
 use crate::service::kv::KvService;
 use crate::service::raft::RaftService;
+use crate::service::route::Router;
 
 /// Room for a request's other fields on top of the largest value.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
 /// Runs a server until `shutdown` completes: recovers first, then listens.
 /// Nothing is served to clients before the state is whole.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.resolve();
     config.validate()?;
+    let (ring, groups) = config.topology()?;
     let listen = config.listen;
-    tracing::info!(data_dir = %config.data_dir.display(), %listen, node_id = config.node_id, "starting");
+    tracing::info!(data_dir = %config.data_dir.display(), %listen, node_id = config.node_id, position = config.position, positions = ring.len(), "starting");
     // Peers must reach our Raft port while we recover and elect, so a
     // separate Raft listener is bound first; it serves once Raft exists.
     let raft_listener = match config.raft_listen {
@@ -45,10 +49,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // Twice the value limit: a value over the limit by less than that gets
     // our clear INVALID_ARGUMENT rather than the transport's size error.
     let max_message = config.max_value_bytes.saturating_mul(2).saturating_add(MESSAGE_OVERHEAD);
-    let kv = KeyValueServer::new(KvService::new(node.clone(), max_message))
+    let max_hops = config.ring.as_ref().map_or(1, |r| r.max_hops);
+    let router = Arc::new(Router::new(ring, config.position, groups, max_hops, node.clone()));
+    let kv = KeyValueServer::new(KvService::new(node.clone(), router.clone(), max_message))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let admin = AdminServer::new(AdminService::new(node.clone()));
+    let admin = AdminServer::new(AdminService::new(node.clone(), router));
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
     let router = builder.add_service(kv).add_service(admin);
     let router = match config.raft_listen {

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use ringkv_server::config::{Config, Replica};
+use ringkv_server::config::{Config, PositionConfig, Replica, RingConfig};
+use ringkv_ring::Placement;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -42,6 +43,38 @@ pub struct ServerArgs {
     /// Largest value accepted, in bytes.
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
+    /// This replica's group's position on the ring (an index into the
+    /// --ring-group list).
+    #[arg(long)]
+    pub position: Option<usize>,
+    /// A ring position, in order: [ID@]CLIENT_ADDR/RAFT_ADDR,... (its
+    /// replicas, ids 0, 1, ...; ID: an explicit decimal ring id). Repeat per
+    /// position; replaces the config file's ring positions.
+    #[arg(long = "ring-group", value_parser = parse_group)]
+    pub ring_groups: Vec<PositionConfig>,
+    /// Ring id width in bits (default 64).
+    #[arg(long)]
+    pub ring_m: Option<u32>,
+    /// Key placement on the ring: hash (SHA-1, default) or direct.
+    #[arg(long)]
+    pub placement: Option<Placement>,
+    /// Refuse a request forwarded this many times (a ring misconfiguration).
+    #[arg(long)]
+    pub max_hops: Option<u32>,
+}
+
+/// `[ID@]ADDR/RAFT,ADDR/RAFT,...`: a position and its replicas.
+fn parse_group(text: &str) -> Result<PositionConfig, String> {
+    let (id, list) = match text.split_once('@') {
+        Some((id, rest)) => (Some(id.to_owned()), rest),
+        None => (None, text),
+    };
+    let replicas = list
+        .split(',')
+        .enumerate()
+        .map(|(i, r)| parse_replica(&format!("{i}={r}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PositionConfig { id, replicas })
 }
 
 fn parse_replica(text: &str) -> Result<Replica, String> {
@@ -74,8 +107,28 @@ impl ServerArgs {
         if !self.replicas.is_empty() {
             c.replicas = self.replicas.clone();
         }
+        self.ring_overrides(&mut c);
+        c.resolve();
         c.validate().map_err(|e| anyhow!(e))?;
         Ok(c)
+    }
+}
+
+impl ServerArgs {
+    fn ring_overrides(&self, c: &mut Config) {
+        let wanted = !self.ring_groups.is_empty() || self.ring_m.is_some() || self.placement.is_some() || self.max_hops.is_some();
+        if wanted && c.ring.is_none() {
+            c.ring = Some(RingConfig::default());
+        }
+        if let Some(ring) = c.ring.as_mut() {
+            if !self.ring_groups.is_empty() {
+                ring.positions = self.ring_groups.clone();
+            }
+            ring.m = self.ring_m.unwrap_or(ring.m);
+            ring.placement = self.placement.unwrap_or(ring.placement);
+            ring.max_hops = self.max_hops.unwrap_or(ring.max_hops);
+        }
+        c.position = self.position.unwrap_or(c.position);
     }
 }
 

@@ -1,20 +1,24 @@
 //! The `Admin` service (`admin.proto`): a replica's view of itself and its
-//! group, from openraft's metrics and the store.
+//! group, from openraft's metrics and the store, and of the ring (`Ring`).
 
 use openraft::ServerState;
-use ringkv_api::pb::{admin_server::Admin, Member, StatusReply, StatusRequest};
+use std::sync::Arc;
+
+use ringkv_api::pb::{admin_server::Admin, Member, RingReply, RingRequest, StatusReply, StatusRequest};
 use tonic::{Request, Response, Status};
 
+use super::route::Router;
 use crate::node::Node;
 
 #[derive(Clone)]
 pub struct AdminService {
     node: Node,
+    router: Arc<Router>,
 }
 
 impl AdminService {
-    pub fn new(node: Node) -> Self {
-        Self { node }
+    pub fn new(node: Node, router: Arc<Router>) -> Self {
+        Self { node, router }
     }
 }
 
@@ -48,6 +52,7 @@ impl Admin for AdminService {
             purged_index: m.purged.map_or(0, |id| id.index),
             members,
             version: env!("CARGO_PKG_VERSION").into(),
+            position: self.router.position() as u32,
             ..Default::default()
         };
         if request.into_inner().with_digest {
@@ -61,5 +66,9 @@ impl Admin for AdminService {
             reply.keys = digest.keys;
         }
         Ok(Response::new(reply))
+    }
+
+    async fn ring(&self, _request: Request<RingRequest>) -> Result<Response<RingReply>, Status> {
+        Ok(Response::new(self.router.map()))
     }
 }

@@ -1,8 +1,8 @@
 //! The public `KeyValue` service (proto/ringkv/v1/kv.proto).
 //!
-//! Each RPC only validates its request and builds a `Command`; committing,
-//! answering, forwarding to the leader and error mapping are shared by all
-//! of them (`answer`).
+//! Each RPC only validates its request and builds a `Command`; routing along
+//! the ring (`serve`, `route.rs`), committing, answering, forwarding to the
+//! leader and error mapping are shared by all of them (`answer`).
 
 use std::sync::Arc;
 
@@ -10,7 +10,8 @@ use bytes::Bytes;
 use ringkv_api::pb::{self, key_value_server::KeyValue};
 use tonic::{Request, Response, Status};
 
-use super::forward::{Forwardable, Forwarder};
+use super::forward::{Forwardable, Forwarder, Leg, Via};
+use super::route::Router;
 use super::status::{self, InputError, Unserved};
 use crate::node::Node;
 use crate::sm::command::{self, Command, Reply};
@@ -50,11 +51,28 @@ type Answer = Result<Response<pb::Reply>, Status>;
 pub struct KvService {
     node: Node,
     forwarder: Arc<Forwarder>,
+    router: Arc<Router>,
 }
 
 impl KvService {
-    pub fn new(node: Node, max_message: usize) -> Self {
-        Self { node, forwarder: Arc::new(Forwarder::new(max_message)) }
+    pub fn new(node: Node, router: Arc<Router>, max_message: usize) -> Self {
+        Self { node, forwarder: Arc::new(Forwarder::new(max_message)), router }
+    }
+
+    /// Every RPC: forwarded along the ring when this group does not own the
+    /// key, else served here by `here`; the answer is stamped with its hop
+    /// count and this group's leader on the way out.
+    async fn serve<T, Fut>(&self, req: Request<T>, here: impl FnOnce(Request<T>) -> Fut) -> Answer
+    where
+        T: Forwardable,
+        Fut: std::future::Future<Output = Answer>,
+    {
+        let answer = match self.router.next_hop(&req) {
+            Ok(None) => here(req).await,
+            Ok(Some(next)) => self.router.forward(&self.forwarder, next, req).await,
+            Err(s) => Err(s),
+        };
+        self.router.stamp(answer)
     }
 
     fn key(&self, key: &Bytes) -> Result<Vec<u8>, InputError> {
@@ -72,10 +90,12 @@ impl KvService {
 
     /// Answers from the local result, or forwards `msg` to the leader when
     /// this replica is not it (once: see `forward.rs`).
-    async fn answer<T: Forwardable>(&self, forwarded: bool, msg: T, local: Result<Reply, Unserved>) -> Answer {
+    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<Reply, Unserved>) -> Answer {
         match local {
             Ok(reply) => Ok(Response::new(reply.into())),
-            Err(Unserved::Elsewhere(leader)) if !forwarded => self.forwarder.forward(&leader, msg).await,
+            Err(Unserved::Elsewhere(leader)) if !via.forwarded => {
+                self.forwarder.forward(&leader, "the leader", msg, via, Leg::ToLeader).await
+            }
             Err(Unserved::Elsewhere(_)) => Err(status::no_leader()),
             Err(Unserved::Status(s)) => Err(s),
         }
@@ -88,12 +108,12 @@ impl KvService {
     /// next leader, so forwarding it then could apply it twice. Such a
     /// write is answered UNAVAILABLE (its effect is unknown) instead.
     async fn write<T: WriteMessage>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
-        let forwarded = Forwarder::was_forwarded(&req);
+        let via = Via::of(&req);
         let msg = req.into_inner();
         let cmd = LogRequest { cmd: cmd(&msg)?, session: msg.session(), time_ms: now_ms() };
         if let Some(leader) = self.node.leader_elsewhere() {
             let elsewhere = leader.map_or(Unserved::Status(status::no_leader()), Unserved::Elsewhere);
-            return self.answer(forwarded, msg, Err(elsewhere)).await;
+            return self.answer(via, msg, Err(elsewhere)).await;
         }
         match self.node.write(cmd).await {
             Ok(reply) => Ok(Response::new(reply.into())),
@@ -101,17 +121,10 @@ impl KvService {
             Err(Unserved::Status(s)) => Err(s),
         }
     }
-}
 
-#[tonic::async_trait]
-impl KeyValue for KvService {
-    async fn set(&self, request: Request<pb::SetRequest>) -> Answer {
-        self.write(request, |r| Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? }))
-            .await
-    }
-
-    async fn get(&self, request: Request<pb::GetRequest>) -> Answer {
-        let forwarded = Forwarder::was_forwarded(&request);
+    /// A read, served by this group.
+    async fn get_here(&self, request: Request<pb::GetRequest>) -> Answer {
+        let via = Via::of(&request);
         let msg = request.into_inner();
         let key = self.key(&msg.key)?;
         if msg.serializable {
@@ -121,24 +134,41 @@ impl KeyValue for KvService {
             });
         }
         let local = self.node.read(&key).await;
-        self.answer(forwarded, msg, local).await
+        self.answer(via, msg, local).await
+    }
+}
+
+#[tonic::async_trait]
+impl KeyValue for KvService {
+    async fn set(&self, request: Request<pb::SetRequest>) -> Answer {
+        self.serve(request, |req| {
+            self.write(req, |r| Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? }))
+        })
+        .await
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Answer {
+        self.serve(request, |req| self.get_here(req)).await
     }
 
     async fn del(&self, request: Request<pb::DelRequest>) -> Answer {
-        self.write(request, |r| Ok(Command::Del { key: self.key(&r.key)? })).await
+        self.serve(request, |req| self.write(req, |r| Ok(Command::Del { key: self.key(&r.key)? }))).await
     }
 
     async fn del_version(&self, request: Request<pb::DelVersionRequest>) -> Answer {
-        self.write(request, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version })).await
+        self.serve(request, |req| self.write(req, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version })))
+            .await
     }
 
     async fn test_and_set(&self, request: Request<pb::TestAndSetRequest>) -> Answer {
-        self.write(request, |r| {
-            Ok(Command::TestAndSet {
-                key: self.key(&r.key)?,
-                timestamp: r.timestamp,
-                data: self.data(&r.data)?,
-                version: r.version,
+        self.serve(request, |req| {
+            self.write(req, |r| {
+                Ok(Command::TestAndSet {
+                    key: self.key(&r.key)?,
+                    timestamp: r.timestamp,
+                    data: self.data(&r.data)?,
+                    version: r.version,
+                })
             })
         })
         .await

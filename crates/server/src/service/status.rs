@@ -56,6 +56,16 @@ pub fn leadership_lost() -> Status {
     )
 }
 
+/// A request that went round the ring `max_hops` times without reaching
+/// its owner: the nodes cannot agree on the ring.
+pub fn hop_limit(max_hops: u32, key_id: &str, position: usize) -> Status {
+    Status::failed_precondition(format!(
+        "routing loop: the request was forwarded {max_hops} times (ring.max_hops = {max_hops}) without reaching \
+         the owner of key id {key_id} (now at position {position}); the servers' ring configurations probably \
+         disagree (compare `ringkv status` of every node)"
+    ))
+}
+
 fn not_leader(f: &ForwardToLeader<NodeId, Node>) -> Unserved {
     match &f.leader_node {
         Some(node) => Unserved::Elsewhere(node.client_addr.clone()),
