@@ -34,7 +34,7 @@ TIMESTAMP defaults to now, in milliseconds since the Unix epoch.";
 
 const EXAMPLES: &str = "\
 Examples:
-  ringkv up                               start a local cluster and open the shell
+  ringkv up                               start a local ring (2 positions × 3 replicas) and open the shell
   ringkv server --data-dir d --listen 127.0.0.1:7070
   ringkv set 42 hello                     insert key 42
   ringkv tas 42 'hello again' --version 1 replace it if it is at version 1
@@ -54,10 +54,12 @@ Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; RUST_LOG=debug for mor
 
 const UP_EXAMPLES: &str = "\
 Examples:
-  ringkv up                               3 replicas on 7070-7072, data in ./ringkv-data
-  ringkv up --replicas 1 --base-port 9000 --no-shell
-Each server logs to DATA_DIR/r<i>/server.log; DATA_DIR/cluster.json lists the
-processes (pid and the command line that starts each one again).";
+  ringkv up                               2 positions × 3 replicas on 7070-7075, data in ./ringkv-data
+  ringkv up --positions 4 --replicas 1 --base-port 9000 --no-shell
+  ringkv up --positions 1                 one 3-replica group
+Each server logs to DATA_DIR/p<p>/r<r>/server.log; DATA_DIR/ring.toml is the
+generated ring; DATA_DIR/cluster.json lists the processes (position, replica,
+pid and the command line that starts each one again).";
 
 #[derive(Debug, Parser)]
 #[command(name = "ringkv", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -69,6 +71,11 @@ struct Cli {
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Send every request to --addr and let the servers route it along the
+    /// ring, instead of fetching the ring map and sending each request
+    /// straight to the group that owns its key.
+    #[arg(long, global = true)]
+    no_ring: bool,
     /// Seconds to wait for an answer (retries of a read included).
     #[arg(long, global = true, default_value = "5", value_parser = parse_timeout)]
     timeout: Duration,
@@ -81,12 +88,12 @@ enum Cmd {
     /// Run a server (a replica) in the foreground.
     #[command(after_help = SERVER_EXAMPLES)]
     Server(server::ServerArgs),
-    /// Start a local cluster of server processes and open the shell.
+    /// Start a local ring of server processes and open the shell.
     #[command(after_help = UP_EXAMPLES)]
     Up(up::UpArgs),
     /// Interactive shell against a server (type help inside).
     Shell,
-    /// Show each server's role, term, log, applied and snapshot index.
+    /// Show the ring and each replica's role, term, log, applied and snapshot index.
     Status(admin::StatusArgs),
     /// Check a stopped server's data directory offline.
     Verify(admin::VerifyArgs),
@@ -118,7 +125,7 @@ fn init_logging() {
 }
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let opts = ClientOptions { timeout: cli.timeout, ..ClientOptions::default() };
+    let opts = ClientOptions { timeout: cli.timeout, ring: !cli.no_ring, ..ClientOptions::default() };
     Ok(Client::new(&cli.addr.join(","), opts)?)
 }
 
@@ -128,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging();
             server::run(args.clone()).await?;
         }
-        Cmd::Up(args) => up::run(args.clone(), cli.json).await?,
+        Cmd::Up(args) => up::run(args.clone(), cli.json, !cli.no_ring).await?,
         Cmd::Shell => {
             let shell = shell::Shell::open()?;
             let (client, shown) = (client(&cli)?, cli.addr.join(", "));

@@ -18,6 +18,7 @@
 //! ```
 
 mod error;
+mod ring;
 mod session;
 mod types;
 
@@ -31,6 +32,8 @@ use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use tonic::transport::{Channel, Endpoint};
 
 pub use error::ClientError;
+use ring::{Keyed, Routing, Stats};
+pub use ring::RouteStats;
 use session::{Tagged, WriteSession};
 pub use types::{Outcome, Reply, Value};
 
@@ -50,11 +53,15 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Deadline of one connection attempt.
     pub connect_timeout: Duration,
+    /// Ring-aware: fetch the ring map from the given servers and send each
+    /// request straight to the group that owns its key (see `ring.rs`).
+    /// Off: send every request to the given servers and let them route it.
+    pub ring: bool,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(5), connect_timeout: Duration::from_secs(3) }
+        Self { timeout: Duration::from_secs(5), connect_timeout: Duration::from_secs(3), ring: false }
     }
 }
 
@@ -67,6 +74,8 @@ pub struct Client {
     stub: KeyValueClient<Channel>,
     opts: ClientOptions,
     session: Arc<WriteSession>,
+    routing: Option<Arc<Routing>>,
+    stats: Arc<Stats>,
 }
 
 impl Client {
@@ -82,10 +91,19 @@ impl Client {
             [one] => one.connect_lazy(),
             _ => Channel::balance_list(endpoints.into_iter()),
         };
-        let stub = KeyValueClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        Ok(Client { stub, opts, session: Arc::new(WriteSession::new()) })
+        let stub = kv_stub(channel.clone());
+        let routing = opts.ring.then(|| {
+            let o = opts.clone();
+            let make = move |addr: &str| Ok(kv_stub(endpoint(addr, &o)?.connect_lazy()));
+            Arc::new(Routing::new(stub.clone(), channel, Box::new(make)))
+        });
+        Ok(Client { stub, opts, session: Arc::new(WriteSession::new()), routing, stats: Arc::default() })
+    }
+
+    /// Forwarding hops of the answers this client (and its clones) got:
+    /// read from each reply's `ringkv-hops` header.
+    pub fn route_stats(&self) -> RouteStats {
+        self.stats.get()
     }
 
     /// Like `new`, then waits up to `wait` until the server answers.
@@ -157,7 +175,7 @@ impl Client {
     /// deadline. The server applies it at most once.
     async fn once<T, F, Fut>(&self, mut req: T, call: F) -> Result<Reply, ClientError>
     where
-        T: Tagged + Clone,
+        T: Tagged + Keyed + Clone,
         F: Fn(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
     {
@@ -171,30 +189,50 @@ impl Client {
     /// connection leaves room for another.
     async fn retrying<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
     where
-        T: Clone,
+        T: Keyed + Clone,
         F: Fn(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
     {
         let deadline = Instant::now() + self.opts.timeout;
         let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = left.min(self.opts.timeout.div_f64(3.0).max(ATTEMPT_MIN));
+            let target = match &self.routing {
+                Some(r) => Some(r.pick(req.key(), tries, attempt).await),
+                None => None,
+            };
+            let stub = target.as_ref().map_or_else(|| self.stub.clone(), |t| t.stub.clone());
             let mut request = tonic::Request::new(req.clone());
             request.set_timeout(attempt);
-            let err = match tokio::time::timeout(attempt, call(self.stub.clone(), request)).await {
+            let err = match tokio::time::timeout(attempt, call(stub, request)).await {
                 Err(_) => ClientError::Timeout,
-                Ok(Ok(r)) => return Reply::try_from(r.into_inner()),
+                Ok(Ok(r)) => {
+                    self.stats.record(r.metadata());
+                    if let (Some(routing), Some(t)) = (&self.routing, &target) {
+                        routing.answered(t, r.metadata());
+                    }
+                    return Reply::try_from(r.into_inner());
+                }
                 Ok(Err(status)) => ClientError::from(status),
             };
             let retryable = err.is_unavailable() || matches!(err, ClientError::Timeout);
+            if let (Some(routing), Some(t), true) = (&self.routing, &target, retryable) {
+                routing.failed(t);
+            }
             if !retryable || Instant::now() + backoff >= deadline {
                 return Err(err);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+            tries += 1;
         }
     }
+}
+
+fn kv_stub(channel: Channel) -> KeyValueClient<Channel> {
+    KeyValueClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
 }
 
 fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint, ClientError> {

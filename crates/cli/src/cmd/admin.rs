@@ -1,5 +1,6 @@
 //! Operator commands: `ringkv status` (ask running servers about
-//! themselves) and `ringkv verify` (check a stopped server's files).
+//! themselves and the ring) and `ringkv verify` (check a stopped server's
+//! files).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,49 +36,17 @@ pub async fn fetch_status(addr: &str, digest: bool) -> anyhow::Result<StatusRepl
     Ok(reply.into_inner())
 }
 
+/// `ringkv status`: the ring (from the first address that answers) and
+/// every replica of every position.
 pub async fn status(args: StatusArgs, addrs: &[String], json: bool) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    for addr in addrs {
-        rows.push((addr.clone(), fetch_status(addr, args.digest).await));
-    }
+    let view = super::ring::RingView::fetch(addrs, args.digest).await.context("no server answered")?;
     if json {
-        let json: Vec<_> = rows
-            .iter()
-            .map(|(addr, r)| match r {
-                Ok(s) => serde_json::json!({
-                    "address": addr, "node_id": s.node_id, "role": s.role, "term": s.term,
-                    "leader_id": s.leader_id, "last_log_index": s.last_log_index,
-                    "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
-                    "purged_index": s.purged_index, "digest": s.digest, "digest_index": s.digest_index,
-                    "keys": s.keys,
-                    "members": s.members.iter().map(|m| serde_json::json!({"id": m.id, "addr": m.addr, "raft_addr": m.raft_addr})).collect::<Vec<_>>(),
-                }),
-                Err(e) => serde_json::json!({"address": addr, "error": format!("{e:#}")}),
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", serde_json::to_string_pretty(&view.json())?);
     } else {
-        println!("{:<22} {:>4} {:<10} {:>5} {:>6} {:>10} {:>10} {:>10}  digest", "address", "id", "role", "term", "leader", "last log", "applied", "snapshot");
-        for (addr, r) in &rows {
-            match r {
-                Ok(s) => println!(
-                    "{:<22} {:>4} {:<10} {:>5} {:>6} {:>10} {:>10} {:>10}  {}",
-                    addr,
-                    s.node_id,
-                    s.role,
-                    s.term,
-                    s.leader_id.map_or("-".into(), |l| l.to_string()),
-                    s.last_log_index,
-                    s.applied_index,
-                    s.snapshot_index,
-                    s.digest.as_ref().map_or("-".into(), |d| format!("{d} @{} ({} keys)", s.digest_index, s.keys)),
-                ),
-                Err(e) => println!("{addr:<22} unreachable: {e:#}"),
-            }
-        }
+        view.print();
     }
-    if rows.iter().all(|(_, r)| r.is_err()) {
-        anyhow::bail!("no server answered");
+    if !view.any_answered() {
+        anyhow::bail!("no replica answered");
     }
     Ok(())
 }

@@ -5,11 +5,13 @@
 //! - `up`: a local cluster of server processes, plus the shell.
 //! - `ops`: the five key-value operations, shared by the one-shot commands
 //!   and the shell.
-//! - `admin`: operator tools (`status`, `verify`).
+//! - `admin`: operator tools (`status`, `verify`); `ring`: the ring view
+//!   that `status` and `up` print.
 //! - `bench`: the load generator.
 
 pub mod admin;
 pub mod bench;
 pub mod ops;
+pub mod ring;
 pub mod server;
 pub mod up;

@@ -1,7 +1,9 @@
 //! `ringkv up`: a local cluster in one command.
 //!
-//! Starts each replica as its own `ringkv server` process on loopback,
-//! waits until the group answers, writes `DIR/cluster.json` (how to find,
+//! Starts a ring of `--positions` groups of `--replicas` replicas, each
+//! replica its own `ringkv server` process on loopback, all reading one
+//! generated ring configuration (`DIR/ring.toml`); waits until every group
+//! has a leader, prints the ring, writes `DIR/cluster.json` (how to find,
 //! kill and restart each process), then opens the shell (or waits).
 //! Leaving the shell, SIGTERM, SIGHUP, or (without the shell) Ctrl-C stops
 //! every process it started; in the shell Ctrl-C only cancels the running
@@ -9,8 +11,8 @@
 //! typed in the terminal reaches `up` alone, and `up` decides. A replica
 //! that dies is reported and not restarted (fault tests do that, from
 //! `cluster.json`); when none is left, `up` says so and exits non-zero.
-//! The servers log to `DIR/r<i>/server.log`, not the terminal, so that they
-//! do not garble the shell.
+//! The servers log to `DIR/p<p>/r<r>/server.log`, not the terminal, so
+//! that they do not garble the shell.
 
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
@@ -22,8 +24,11 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ringkv_client::{Client, ClientOptions};
+use ringkv_ring::Placement;
+use ringkv_server::config::{PositionConfig, Replica as ReplicaConfig, RingConfig};
 use serde::Serialize;
 
+use super::ring::RingView;
 use crate::shell::Shell;
 
 /// How far above the client ports the Raft ports start.
@@ -40,12 +45,23 @@ pub struct UpArgs {
     /// Where the replicas keep their data (one subdirectory each).
     #[arg(long, default_value = "ringkv-data")]
     pub data_dir: PathBuf,
-    /// First client port; replica i listens on BASE+i, its Raft on BASE+1000+i.
+    /// First client port; replica r of position p listens on
+    /// BASE + p·REPLICAS + r, its Raft on 1000 above.
     #[arg(long, default_value_t = 7070)]
     pub base_port: u16,
-    /// Replicas in the group (separate processes).
+    /// Ring positions (groups).
+    #[arg(long, default_value_t = 2)]
+    pub positions: u16,
+    /// Replicas per position (separate processes).
     #[arg(long, default_value_t = 3)]
     pub replicas: u16,
+    /// Ring id width in bits.
+    #[arg(long, default_value_t = ringkv_ring::DEFAULT_M)]
+    pub ring_m: u32,
+    /// Key placement: hash (SHA-1 of the key's bytes) or direct (the key
+    /// modulo 2^m: neighbouring keys stay together).
+    #[arg(long, default_value_t = Placement::Hash)]
+    pub placement: Placement,
     /// Do not open the shell; run until Ctrl-C or SIGTERM. (Also the case
     /// when stdin is not a terminal.)
     #[arg(long)]
@@ -59,7 +75,7 @@ pub struct UpArgs {
 /// exact command line that starts it again (absolute executable first).
 #[derive(Debug, Serialize)]
 struct ProcessInfo {
-    position: u32,
+    position: u16,
     replica: u16,
     address: String,
     /// Only for a group of several replicas: a lone server has no peers.
@@ -77,9 +93,14 @@ struct Replica {
 
 /// Starts the cluster, serves it until the shell ends, a signal arrives or
 /// every replica has died, then stops what is left.
-pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
-    if args.replicas == 0 {
-        bail!("--replicas must be at least 1");
+/// `ring`: the shell's client is ring-aware (else it lets the servers route).
+pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
+    if args.replicas == 0 || args.positions == 0 {
+        bail!("--positions and --replicas must be at least 1");
+    }
+    let processes = u32::from(args.positions) * u32::from(args.replicas);
+    if processes > u32::from(RAFT_PORT_OFFSET) {
+        bail!("{processes} processes need more than the {RAFT_PORT_OFFSET} client ports below the Raft ports");
     }
     // The editor first: it must exist before SIGINT is watched (see shell).
     let shell = if !args.no_shell && std::io::stdin().is_terminal() { Some(Shell::open()?) } else { None };
@@ -87,9 +108,11 @@ pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    let ring_file = write_ring(&data_dir, &args)?;
     let mut replicas = Vec::new();
-    for i in 0..args.replicas {
-        match start(&exe, &data_dir, &args, i) {
+    let all = (0..args.positions).flat_map(|p| (0..args.replicas).map(move |r| (p, r)));
+    for (p, r) in all {
+        match start(&exe, &data_dir, &ring_file, &args, p, r) {
             Ok(r) => replicas.push(r),
             Err(e) => {
                 stop_all(&mut replicas);
@@ -97,36 +120,39 @@ pub async fn run(args: UpArgs, json: bool) -> anyhow::Result<()> {
             }
         }
     }
-    let result = serve(shell, &data_dir, &mut replicas, json).await;
+    let result = serve(shell, &data_dir, &mut replicas, &args, json, ring).await;
     stop_all(&mut replicas);
     result
 }
 
-/// Waits until the cluster answers, says where it is, then runs the shell
-/// (if given) or waits, watching for signals and dead replicas.
-async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], json: bool) -> anyhow::Result<()> {
+/// Waits until every group has a leader, prints the ring, then runs the
+/// shell (if given) or waits, watching for signals and dead replicas.
+async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], args: &UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
     let all: Vec<String> = replicas.iter().map(|r| r.info.address.clone()).collect();
-    let addrs = all.join(",");
-    tokio::select! {
-        r = wait_ready(&addrs, replicas) => r?,
+    let view = tokio::select! {
+        r = wait_ready(&all, replicas) => r?,
         _ = crate::signal::shutdown() => bail!("interrupted while the cluster was starting"),
-    }
+    };
     let infos: Vec<&ProcessInfo> = replicas.iter().map(|r| &r.info).collect();
     let cluster = serde_json::json!({ "processes": infos });
     let path = data_dir.join("cluster.json");
     std::fs::write(&path, serde_json::to_string_pretty(&cluster)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("ringkv: {} replica(s) up, data in {}", replicas.len(), data_dir.display());
-    for r in replicas.iter() {
-        let raft = r.info.raft_address.as_ref().map_or(String::new(), |a| format!("raft {a}, "));
-        println!("  replica {}  {}  ({raft}pid {})  log {}", r.info.replica, r.info.address, r.info.pid, r.info.data_dir.join("server.log").display());
-    }
-    println!("  processes listed in {}", path.display());
+    println!("ringkv: {} process(es) up, data in {}", replicas.len(), data_dir.display());
+    view.print();
+    println!("  ring configuration in {}", data_dir.join(RING_FILE).display());
+    println!("  processes (pid, command line) listed in {}; logs in .../server.log", path.display());
 
     let mut watch = tokio::time::interval(Duration::from_millis(250));
     if let Some(shell) = shell {
-        let client = Client::new(&addrs, ClientOptions::default())?;
-        let shown = all.join(", ");
+        // Ring-aware: each request straight to its owner group; with
+        // --no-ring, everything to the first server, which routes it.
+        let (client, shown) = if ring {
+            let opts = ClientOptions { ring: true, ..ClientOptions::default() };
+            (Client::new(&all.join(","), opts)?, format!("the ring ({} positions, ring-aware)", args.positions))
+        } else {
+            (Client::new(&all[0], ClientOptions::default())?, all[0].clone())
+        };
         let shell = shell.run(&client, &shown, json);
         // Ctrl-C is the shell's (it cancels a command); leaving the shell or
         // SIGTERM stops the cluster.
@@ -151,24 +177,56 @@ async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], 
     }
 }
 
-fn start(exe: &Path, data_dir: &Path, args: &UpArgs, i: u16) -> anyhow::Result<Replica> {
+/// The generated ring configuration every server reads.
+const RING_FILE: &str = "ring.toml";
+
+/// Client and Raft address of replica `r` of position `p`.
+fn addresses(args: &UpArgs, p: u16, r: u16) -> anyhow::Result<(String, String)> {
+    let i = p * args.replicas + r;
     let port = |offset: u16| {
-        args.base_port
-            .checked_add(offset)
-            .with_context(|| format!("port {} + {offset} is out of range", args.base_port))
+        args.base_port.checked_add(offset).with_context(|| format!("port {} + {offset} is out of range", args.base_port))
     };
-    let address = format!("127.0.0.1:{}", port(i)?);
-    let raft_address = format!("127.0.0.1:{}", port(RAFT_PORT_OFFSET + i)?);
-    let dir = data_dir.join(format!("r{i}"));
+    Ok((format!("127.0.0.1:{}", port(i)?), format!("127.0.0.1:{}", port(RAFT_PORT_OFFSET + i)?)))
+}
+
+/// Writes `DIR/ring.toml`: every position and its replicas.
+fn write_ring(data_dir: &Path, args: &UpArgs) -> anyhow::Result<PathBuf> {
+    let positions = (0..args.positions)
+        .map(|p| {
+            let replicas = (0..args.replicas)
+                .map(|r| {
+                    let (addr, raft) = addresses(args, p, r)?;
+                    Ok(ReplicaConfig { id: u64::from(r), addr, raft_addr: Some(raft) })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(PositionConfig { id: None, replicas })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ring = RingConfig { m: args.ring_m, placement: args.placement, positions, ..RingConfig::default() };
+    ring.build()?;
+    #[derive(Serialize)]
+    struct File<'a> {
+        ring: &'a RingConfig,
+    }
+    let text = format!(
+        "# Generated by `ringkv up`: the ring every server of this cluster reads\n\
+         # (each adds its own --position, --node-id, --listen, --raft-listen).\n{}",
+        toml::to_string(&File { ring: &ring })?
+    );
+    let path = data_dir.join(RING_FILE);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn start(exe: &Path, data_dir: &Path, ring_file: &Path, args: &UpArgs, p: u16, r: u16) -> anyhow::Result<Replica> {
+    let (address, raft_address) = addresses(args, p, r)?;
+    let dir = data_dir.join(format!("p{p}")).join(format!("r{r}"));
     std::fs::create_dir_all(&dir)?;
-    let mut argv = vec![exe.display().to_string(), "server".into()];
+    let mut argv = vec![exe.display().to_string(), "server".into(), "--config".into(), ring_file.display().to_string()];
+    argv.extend(["--position".into(), p.to_string()]);
     argv.extend(["--data-dir".into(), dir.display().to_string(), "--listen".into(), address.clone()]);
     if args.replicas > 1 {
-        argv.extend(["--node-id".into(), i.to_string(), "--raft-listen".into(), raft_address.clone()]);
-        for j in 0..args.replicas {
-            argv.push("--replica".into());
-            argv.push(format!("{j}=127.0.0.1:{}/127.0.0.1:{}", port(j)?, port(RAFT_PORT_OFFSET + j)?));
-        }
+        argv.extend(["--node-id".into(), r.to_string(), "--raft-listen".into(), raft_address.clone()]);
     }
     argv.extend(args.server_args.iter().cloned());
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
@@ -179,33 +237,42 @@ fn start(exe: &Path, data_dir: &Path, args: &UpArgs, i: u16) -> anyhow::Result<R
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("cannot start replica {i}"))?;
+        .with_context(|| format!("cannot start position {p} replica {r}"))?;
     let raft_address = (args.replicas > 1).then_some(raft_address);
-    let info = ProcessInfo { position: 0, replica: i, address, raft_address, data_dir: dir, pid: child.id(), argv };
+    let info = ProcessInfo { position: p, replica: r, address, raft_address, data_dir: dir, pid: child.id(), argv };
     Ok(Replica { info, child: Some(child) })
 }
 
-/// Polls the group with short reads until one answers; fails as soon as a
-/// replica exits, quoting the last line of its log (usually the reason).
-async fn wait_ready(addrs: &str, replicas: &mut [Replica]) -> anyhow::Result<()> {
-    let opts = ClientOptions { timeout: PROBE_TIMEOUT, connect_timeout: PROBE_TIMEOUT };
-    let client = Client::new(addrs, opts)?;
+/// Polls the ring until every replica answers, every group has a leader
+/// and a read succeeds; fails
+/// as soon as a replica exits, quoting the last line of its log (usually
+/// the reason).
+async fn wait_ready(addrs: &[String], replicas: &mut [Replica]) -> anyhow::Result<RingView> {
+    let opts = ClientOptions { timeout: PROBE_TIMEOUT, connect_timeout: PROBE_TIMEOUT, ring: false };
+    let client = Client::new(&addrs.join(","), opts)?;
     let started = Instant::now();
     loop {
-        if client.get(&num_bigint::BigInt::from(0)).await.is_ok() {
-            return Ok(());
+        if let Ok(view) = RingView::fetch(addrs, false).await {
+            if view.all_led() && view.all_answered() && client.get(&num_bigint::BigInt::from(0)).await.is_ok() {
+                return Ok(view);
+            }
         }
         for r in replicas.iter_mut() {
             if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 let log = r.info.data_dir.join("server.log");
                 let why = last_line(&log).map_or(String::new(), |l| format!(": {l}"));
-                bail!("replica {} exited during start-up ({status}){why}\n(full log: {})", r.info.replica, log.display());
+                bail!(
+                    "position {} replica {} exited during start-up ({status}){why}\n(full log: {})",
+                    r.info.position,
+                    r.info.replica,
+                    log.display()
+                );
             }
         }
         if started.elapsed() > START_TIMEOUT {
-            bail!("the cluster did not answer within {START_TIMEOUT:?}; see the server.log files");
+            bail!("the cluster did not elect a leader in every group within {START_TIMEOUT:?}; see the server.log files");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -221,7 +288,7 @@ fn report_deaths(replicas: &mut [Replica]) -> anyhow::Result<()> {
     let mut died = Vec::new();
     for r in replicas.iter_mut() {
         if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            died.push(format!("replica {} (pid {}) exited: {status}", r.info.replica, r.info.pid));
+            died.push(format!("position {} replica {} (pid {}) exited: {status}", r.info.position, r.info.replica, r.info.pid));
             r.child = None;
         }
     }

@@ -1,0 +1,278 @@
+//! The client's ring-aware mode: send each request straight to a replica
+//! of the group that owns its key, preferring that group's leader, instead
+//! of letting the servers route it along the ring.
+//!
+//! The map comes from any server's `Ring` RPC on first use. Each answer
+//! names the leader of the group that gave it (`ringkv-leader`), so the
+//! client's aim follows leadership changes without asking. When the map
+//! cannot be fetched, or every replica of the owner group failed within a
+//! call, the request goes to the addresses the client was given and the
+//! servers route it (server-side routing is always correct, only slower);
+//! the map is fetched again a little later. A request is resent with the
+//! same session numbers whichever replica it goes to, so exactly-once
+//! holds across these switches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use num_bigint::BigUint;
+use ringkv_api::pb::{self, admin_client::AdminClient, key_value_client::KeyValueClient};
+use ringkv_ring::{Placement, Ring};
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use crate::ClientError;
+
+/// Reply header: forwarding hops the request took.
+pub const HOPS: &str = "ringkv-hops";
+/// Reply header: the answering group's leader.
+pub const LEADER: &str = "ringkv-leader";
+/// How long after a failed or suspect map the next fetch may happen.
+const REFETCH_AFTER: Duration = Duration::from_secs(1);
+
+/// A request with a key (all of them).
+pub(crate) trait Keyed {
+    fn key(&self) -> &Bytes;
+}
+
+macro_rules! keyed {
+    ($($req:ty),*) => {$(
+        impl Keyed for $req {
+            fn key(&self) -> &Bytes {
+                &self.key
+            }
+        }
+    )*};
+}
+
+keyed!(pb::SetRequest, pb::GetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+
+/// Forwarding hops seen in answers (both modes): how well routing works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteStats {
+    /// Answers received.
+    pub answers: u64,
+    /// Their hops, summed.
+    pub hops: u64,
+    /// The most hops one answer took.
+    pub max_hops: u64,
+}
+
+impl RouteStats {
+    /// Mean hops per answer.
+    pub fn mean(&self) -> f64 {
+        if self.answers == 0 {
+            0.0
+        } else {
+            self.hops as f64 / self.answers as f64
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    answers: AtomicU64,
+    hops: AtomicU64,
+    max_hops: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn record(&self, md: &MetadataMap) {
+        let hops = hops_in(md);
+        self.answers.fetch_add(1, Ordering::Relaxed);
+        self.hops.fetch_add(hops, Ordering::Relaxed);
+        self.max_hops.fetch_max(hops, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> RouteStats {
+        RouteStats {
+            answers: self.answers.load(Ordering::Relaxed),
+            hops: self.hops.load(Ordering::Relaxed),
+            max_hops: self.max_hops.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn hops_in(md: &MetadataMap) -> u64 {
+    md.get(HOPS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Where one attempt goes.
+pub(crate) struct Target {
+    pub(crate) stub: KeyValueClient<Channel>,
+    /// The owner group and replica address, when sent straight there.
+    direct: Option<(usize, String)>,
+}
+
+/// One position: its replicas' stubs and whom to call first.
+struct Group {
+    replicas: Vec<(String, KeyValueClient<Channel>)>,
+    aim: Mutex<Aim>,
+}
+
+#[derive(Default)]
+struct Aim {
+    leader: Option<String>,
+    next: usize,
+}
+
+/// The ring map as fetched.
+struct Map {
+    ring: Ring,
+    groups: Vec<Group>,
+}
+
+/// The shared state of a ring-aware client.
+pub(crate) struct Routing {
+    /// The addresses the client was given (server-side routing).
+    seeds: KeyValueClient<Channel>,
+    seed_channel: Channel,
+    make_stub: Box<dyn Fn(&str) -> Result<KeyValueClient<Channel>, ClientError> + Send + Sync>,
+    map: RwLock<Option<Arc<Map>>>,
+    /// No fetch before this instant (after a failure or a suspect answer).
+    not_before: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Routing {
+    pub(crate) fn new(
+        seeds: KeyValueClient<Channel>,
+        seed_channel: Channel,
+        make_stub: Box<dyn Fn(&str) -> Result<KeyValueClient<Channel>, ClientError> + Send + Sync>,
+    ) -> Routing {
+        Routing { seeds, seed_channel, make_stub, map: RwLock::default(), not_before: Mutex::default(), fetching: Default::default() }
+    }
+
+    fn current(&self) -> Option<Arc<Map>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether to fetch the map now: none yet, or suspected stale; and no
+    /// fetch failed or was suspected within `REFETCH_AFTER`.
+    fn fetch_due(&self) -> bool {
+        let nb = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        match nb {
+            Some(t) => Instant::now() >= t,
+            None => self.current().is_none(),
+        }
+    }
+
+    /// The target of attempt number `attempt` (0-based) of a call for
+    /// `key`: the owner group's leader (or next replica) while attempts
+    /// are fewer than its replicas, then the seeds.
+    pub(crate) async fn pick(&self, key: &Bytes, attempt: usize, timeout: Duration) -> Target {
+        if self.fetch_due() {
+            self.fetch(timeout).await;
+        }
+        let direct = self.current().and_then(|m| {
+            let p = m.ring.owner_of_key(key);
+            let g = &m.groups[p];
+            if attempt >= g.replicas.len() {
+                return None;
+            }
+            let aim = g.aim.lock().unwrap_or_else(|e| e.into_inner());
+            let (addr, stub) = aim
+                .leader
+                .as_ref()
+                .and_then(|l| g.replicas.iter().find(|(a, _)| a == l))
+                .unwrap_or(&g.replicas[aim.next % g.replicas.len()]);
+            Some(Target { stub: stub.clone(), direct: Some((p, addr.clone())) })
+        });
+        direct.unwrap_or_else(|| Target { stub: self.seeds.clone(), direct: None })
+    }
+
+    /// An answer came back from `t`: learn its group's leader; more than
+    /// one hop from a direct send means the map is off.
+    pub(crate) fn answered(&self, t: &Target, md: &MetadataMap) {
+        let Some((p, _)) = &t.direct else { return };
+        if let Some(map) = self.current() {
+            if let Some(leader) = md.get(LEADER).and_then(|v| v.to_str().ok()) {
+                let g = &map.groups[*p];
+                if g.replicas.iter().any(|(a, _)| a == leader) {
+                    g.aim.lock().unwrap_or_else(|e| e.into_inner()).leader = Some(leader.to_owned());
+                }
+            }
+        }
+        if hops_in(md) > 1 {
+            self.suspect();
+        }
+    }
+
+    /// `t` did not answer: aim at the group's next replica, and look at the
+    /// map again soon.
+    pub(crate) fn failed(&self, t: &Target) {
+        let Some((p, addr)) = &t.direct else { return };
+        if let Some(map) = self.current() {
+            let g = &map.groups[*p];
+            let mut aim = g.aim.lock().unwrap_or_else(|e| e.into_inner());
+            if aim.leader.as_ref() == Some(addr) {
+                aim.leader = None;
+            }
+            if let Some(i) = g.replicas.iter().position(|(a, _)| a == addr) {
+                aim.next = i + 1;
+            }
+        }
+        self.suspect();
+    }
+
+    /// The map may be stale: fetch it again, not before `REFETCH_AFTER`.
+    fn suspect(&self) {
+        let mut nb = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        if nb.is_none() {
+            *nb = Some(Instant::now() + REFETCH_AFTER);
+        }
+    }
+
+    /// Fetches the map from the seeds (one caller at a time). On failure
+    /// the old map (if any) stays and the seeds route meanwhile.
+    async fn fetch(&self, timeout: Duration) {
+        let _one = self.fetching.lock().await;
+        if !self.fetch_due() {
+            return;
+        }
+        let mut admin = AdminClient::new(self.seed_channel.clone());
+        let mut req = tonic::Request::new(pb::RingRequest {});
+        req.set_timeout(timeout);
+        let map = match tokio::time::timeout(timeout, admin.ring(req)).await {
+            Ok(Ok(r)) => self.build(r.into_inner()).ok(),
+            _ => None,
+        };
+        let mut nb = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        match map {
+            Some(m) => {
+                *nb = None;
+                *self.map.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(m));
+            }
+            None => *nb = Some(Instant::now() + REFETCH_AFTER),
+        }
+    }
+
+    fn build(&self, r: pb::RingReply) -> Result<Map, ClientError> {
+        let bad = |m: String| ClientError::Protocol(format!("ring map: {m}"));
+        let placement: Placement = r.placement.parse().map_err(bad)?;
+        let ids = r
+            .positions
+            .iter()
+            .map(|p| p.id.parse::<BigUint>().map_err(|_| bad(format!("id {:?} is not a number", p.id))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ring = Ring::with_ids(r.m, placement, ids).map_err(|e| bad(e.to_string()))?;
+        let groups = r
+            .positions
+            .iter()
+            .map(|p| {
+                let replicas = p
+                    .replicas
+                    .iter()
+                    .map(|m| Ok((m.addr.clone(), (self.make_stub)(&m.addr)?)))
+                    .collect::<Result<Vec<_>, ClientError>>()?;
+                if replicas.is_empty() {
+                    return Err(bad(format!("position {} has no replicas", p.position)));
+                }
+                Ok(Group { replicas, aim: Mutex::new(Aim { leader: p.leader.clone(), next: 0 }) })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Map { ring, groups })
+    }
+}
