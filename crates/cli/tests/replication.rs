@@ -1,20 +1,19 @@
 //! A 3-replica group: the core suite through any replica, restarts under
 //! load, leader kills with failover timing, and catch-up by snapshot.
 //!
-//! Writers never retry a write whose answer was lost (that needs exactly-
-//! once sessions); they re-read the key instead and carry on from what it
-//! holds, so every acknowledged answer can be checked exactly.
+//! The writers and their ledger are in `common/ledger.rs` (the ring's
+//! restart scenario uses them too).
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, ONE_AT_A_TIME};
+use common::ledger::{check_ledger, spawn_writers, Ledger};
 use num_bigint::BigInt;
-use ringkv_client::{Client, Outcome};
+use ringkv_client::Outcome;
 use ringkv_server::sm::outcome_table::{rows, setup, Op};
 
 /// Seconds the restart scenario runs (RINGKV_RESTART_SECS; 60+ for a real run).
@@ -46,71 +45,12 @@ async fn outcome_table_through_any_replica() {
     cluster.wait_identical(Duration::from_secs(10)).await;
 }
 
-/// What a writer knows of one key: the last value it saw acknowledged,
-/// and writes whose answer was lost (each may take effect later, once).
-#[derive(Debug, Clone, Default)]
-struct Known {
-    value: Option<(i64, String)>,
-    in_doubt: Vec<(i64, String)>,
-}
-
-type Ledger = Arc<Mutex<HashMap<u64, Known>>>;
-
-/// Writes set → testAndSet → testAndSet … on its own keys until `stop`,
-/// checking every answer against what it knows. A write whose answer is
-/// lost is never resent; a later answer showing its value settles it.
-async fn writer(client: Client, w: u64, ledger: Ledger, acks: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    let mut i = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let k = w * 1_000_000 + i / 4;
-        let big = BigInt::from(k);
-        let known = ledger.lock().unwrap().get(&k).cloned().unwrap_or_default();
-        let data = format!("{k}-{i}");
-        let (result, next) = match &known.value {
-            None => (client.set(&big, 1, data.clone()).await, 1),
-            Some((v, _)) => (client.test_and_set(&big, 1, data.clone(), *v).await, v + 1),
-        };
-        let mut l = ledger.lock().unwrap();
-        let entry = l.entry(k).or_default();
-        match result {
-            Ok(r) if r.outcome == Outcome::Success => {
-                *entry = Known { value: Some((next, data)), in_doubt: Vec::new() };
-                acks.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(r) => {
-                // Refused: only an earlier in-doubt write may explain it.
-                let seen = r.value.as_ref().map(|v| (v.version, String::from_utf8(v.data.to_vec()).unwrap()));
-                let explained = seen.as_ref().is_some_and(|s| entry.in_doubt.contains(s));
-                assert!(explained, "key {k}: knew {known:?}, wrote {data}, got {r:?}");
-                *entry = Known { value: seen, in_doubt: Vec::new() };
-            }
-            Err(_) => entry.in_doubt.push((next, data)),
-        }
-        i += 1;
-    }
-}
-
-async fn check_ledger(client: &Client, ledger: &Ledger) -> usize {
-    let all: Vec<(u64, Known)> = ledger.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
-    for (k, known) in &all {
-        let got = client.get(&BigInt::from(*k)).await.unwrap().value;
-        let got = got.map(|v| (v.version, String::from_utf8(v.data.to_vec()).unwrap()));
-        let ok = got == known.value || got.as_ref().is_some_and(|g| known.in_doubt.contains(g));
-        assert!(ok, "key {k}: found {got:?}, knew {known:?}");
-    }
-    all.len()
-}
-
-fn spawn_writers(cluster: &Cluster, n: u64, ledger: &Ledger, acks: &Arc<AtomicU64>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n).map(|w| tokio::spawn(writer(cluster.client(), w, ledger.clone(), acks.clone(), stop.clone()))).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_under_load_lose_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3, &["--snapshot-every", "500"]).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-    let writers = spawn_writers(&cluster, 6, &ledger, &acks, &stop);
+    let writers = spawn_writers(|| cluster.client(), 6, &ledger, &acks, &stop);
     let deadline = Instant::now() + Duration::from_secs(restart_secs());
     let mut restarts = 0;
     let mut victim = 0usize;
@@ -140,7 +80,7 @@ async fn leader_kill_fails_over_and_loses_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3, &[]).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-    let writers = spawn_writers(&cluster, 4, &ledger, &acks, &stop);
+    let writers = spawn_writers(|| cluster.client(), 4, &ledger, &acks, &stop);
     let probe = cluster.client();
     let mut failovers = Vec::new();
     for round in 0..5u64 {

@@ -30,6 +30,20 @@ pub struct Cluster {
 }
 
 impl Replica {
+    /// A replica (not yet running) started by `argv`, logging in `dir`.
+    pub fn new(id: usize, addr: String, dir: PathBuf, argv: Vec<String>) -> Replica {
+        Replica { id, addr, dir, argv, child: None }
+    }
+
+    /// Whether the process exited (it is then no longer running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "replica {} already running", self.id);
         self.child = Some(super::spawn(&self.argv, &self.dir));
@@ -134,20 +148,27 @@ impl Cluster {
     /// Waits until every running replica has applied the same index and
     /// holds the same state digest there; returns (index, digest).
     pub async fn wait_identical(&self, timeout: Duration) -> (u64, String) {
-        let started = Instant::now();
-        loop {
-            let mut seen = Vec::new();
-            for r in self.replicas.iter().filter(|r| r.is_running()) {
-                if let Some(s) = r.status(true).await {
-                    seen.push((s.digest_index, s.digest.unwrap_or_default(), s.keys));
-                }
+        let (index, digest, _) = wait_identical(&self.replicas, timeout).await;
+        (index, digest)
+    }
+}
+
+/// Waits until every running replica of a group has applied the same index
+/// and holds the same state digest there; returns (index, digest, keys).
+pub async fn wait_identical(replicas: &[Replica], timeout: Duration) -> (u64, String, u64) {
+    let started = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for r in replicas.iter().filter(|r| r.is_running()) {
+            if let Some(s) = r.status(true).await {
+                seen.push((s.digest_index, s.digest.unwrap_or_default(), s.keys));
             }
-            let running = self.replicas.iter().filter(|r| r.is_running()).count();
-            if seen.len() == running && seen.windows(2).all(|w| w[0] == w[1]) && !seen.is_empty() {
-                return (seen[0].0, seen[0].1.clone());
-            }
-            assert!(started.elapsed() < timeout, "replicas did not converge: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let running = replicas.iter().filter(|r| r.is_running()).count();
+        if seen.len() == running && seen.windows(2).all(|w| w[0] == w[1]) && !seen.is_empty() {
+            return seen.swap_remove(0);
+        }
+        assert!(started.elapsed() < timeout, "replicas did not converge: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod ledger;
 pub mod proxy;
+pub mod ring;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -24,6 +26,33 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// called through any replica.
 pub fn test_replicas() -> usize {
     std::env::var("RINGKV_TEST_REPLICAS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+/// How many ring positions `Server::start` runs, each of
+/// `test_replicas()` replicas: RINGKV_TEST_POSITIONS (default 1). With more
+/// than one, the core suite runs against a ring, calling a random node per
+/// request.
+pub fn test_positions() -> usize {
+    std::env::var("RINGKV_TEST_POSITIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+/// Whether the test client is ring-aware (RINGKV_TEST_RING_AWARE=1, the
+/// default) or lets the servers route (0).
+pub fn test_ring_aware() -> bool {
+    std::env::var("RINGKV_TEST_RING_AWARE").map_or(true, |v| v != "0")
+}
+
+/// The command line of replica `r` of position `p` of a ring whose
+/// position `q` has its replicas on `ports[q]` (client, Raft).
+pub fn ring_argv(p: usize, r: usize, ports: &[Vec<(u16, u16)>], dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut argv = server_argv(r, &ports[p], dir, &[]);
+    argv.extend(["--position".into(), p.to_string()]);
+    for group in ports {
+        let list: Vec<String> = group.iter().map(|(c, r)| format!("127.0.0.1:{c}/127.0.0.1:{r}")).collect();
+        argv.extend(["--ring-group".into(), list.join(",")]);
+    }
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv
 }
 
 /// The command line of replica `i` of a group on `ports` (client, Raft);
@@ -103,14 +132,16 @@ impl Server {
 
     fn prepare(extra: &[&str]) -> Server {
         let tmp = tempfile::Builder::new().prefix("ringkv-test-").tempdir().expect("tempdir");
-        let n = test_replicas();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let procs = (0..n)
+        let (positions, n) = (test_positions(), test_replicas());
+        let ports: Vec<Vec<(u16, u16)>> =
+            (0..positions).map(|_| (0..n).map(|_| (free_port(), free_port())).collect()).collect();
+        let procs = (0..positions * n)
             .map(|i| {
-                let dir = if n == 1 { tmp.path().to_owned() } else { tmp.path().join(format!("r{i}")) };
+                let (p, r) = (i / n, i % n);
+                let dir = if n * positions == 1 { tmp.path().to_owned() } else { tmp.path().join(format!("p{p}r{r}")) };
                 std::fs::create_dir_all(&dir).expect("replica dir");
-                let argv = server_argv(i, &ports, &dir, extra);
-                Proc { addr: format!("127.0.0.1:{}", ports[i].0), dir, argv, child: None }
+                let argv = if positions == 1 { server_argv(r, &ports[0], &dir, extra) } else { ring_argv(p, r, &ports, &dir, extra) };
+                Proc { addr: format!("127.0.0.1:{}", ports[p][r].0), dir, argv, child: None }
             })
             .collect::<Vec<_>>();
         Server { addr: procs[0].addr.clone(), data_dir: procs[0].dir.clone(), procs, _tmp: Some(tmp) }
@@ -153,9 +184,11 @@ impl Server {
         }
     }
 
-    /// A client of every replica, with a short per-request timeout.
+    /// A client of every replica, with a short per-request timeout;
+    /// ring-aware on a ring unless RINGKV_TEST_RING_AWARE=0.
     pub fn client(&self) -> Client {
-        let opts = ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() };
+        let ring = test_positions() > 1 && test_ring_aware();
+        let opts = ClientOptions { timeout: Duration::from_secs(5), ring, ..ClientOptions::default() };
         Client::new(&self.addrs(), opts).expect("client")
     }
 

@@ -1,0 +1,240 @@
+//! The ring, with real processes: each key's data lives on its owner
+//! group only; routing lengths (server-side and ring-aware) read from the
+//! `ringkv-hops` reply header; a clear error when inconsistent ring
+//! configurations make a request loop; and the restart scenario on every
+//! group at once. (The core suites run against a ring too: scripts/test
+//! sets RINGKV_TEST_POSITIONS.)
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::ONE_AT_A_TIME;
+use common::ledger::{check_ledger, spawn_writers, Ledger};
+use common::ring::TestRing;
+use num_bigint::BigInt;
+use rand::Rng;
+use ringkv_api::pb::{self, key_value_client::KeyValueClient};
+use ringkv_client::{Client, Outcome};
+use tonic::transport::Channel;
+
+/// Seconds the ring's restart scenario runs (RINGKV_RESTART_SECS).
+fn restart_secs() -> u64 {
+    std::env::var("RINGKV_RESTART_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15)
+}
+
+/// A `get` sent to one node: the hops its answer says it took.
+async fn hops_of_get(raw: &mut KeyValueClient<Channel>, key: &BigInt) -> u32 {
+    let started = Instant::now();
+    loop {
+        let req = pb::GetRequest { key: ringkv_api::encode_key(key).into(), serializable: false };
+        match raw.get(req).await {
+            Ok(r) => {
+                let h = r.metadata().get("ringkv-hops").expect("every reply carries ringkv-hops");
+                return h.to_str().unwrap().parse().expect("ringkv-hops is a number");
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => panic!("get failed: {s:?}"),
+        }
+    }
+}
+
+/// Mean and most hops of `samples` gets of uniformly random keys, each
+/// through a uniformly random node, routed by the servers.
+async fn server_side_hops(ring: &TestRing, samples: usize) -> (f64, u32) {
+    let mut raws: Vec<_> = ring.groups.iter().flatten().map(|r| ring_raw(&r.addr)).collect();
+    let mut rng = rand::rng();
+    let (mut total, mut most) = (0u64, 0u32);
+    for _ in 0..samples {
+        let key = BigInt::from(rng.random::<i64>());
+        let entry = rng.random_range(0..raws.len());
+        let h = hops_of_get(&mut raws[entry], &key).await;
+        total += u64::from(h);
+        most = most.max(h);
+    }
+    (total as f64 / samples as f64, most)
+}
+
+fn ring_raw(addr: &str) -> KeyValueClient<Channel> {
+    Client::new(addr, Default::default()).expect("client").raw()
+}
+
+/// Mean and most hops of a ring-aware client over `samples` random keys,
+/// after a warm-up that fetches the map and learns the leaders.
+async fn ring_aware_hops(ring: &TestRing, samples: usize) -> (f64, u64) {
+    let client = ring.client(true);
+    let mut rng = rand::rng();
+    for _ in 0..20 {
+        client.get(&BigInt::from(rng.random::<i64>())).await.expect("get");
+    }
+    let before = client.route_stats();
+    for _ in 0..samples {
+        client.get(&BigInt::from(rng.random::<i64>())).await.expect("get");
+    }
+    let after = client.route_stats();
+    let answers = after.answers - before.answers;
+    assert_eq!(answers, samples as u64);
+    ((after.hops - before.hops) as f64 / answers as f64, after.max_hops)
+}
+
+fn check_hops(n: usize, server: (f64, u32), aware: (f64, u64)) {
+    let bound = 0.5 * (n as f64).log2() + 1.0;
+    eprintln!(
+        "n = {n}: server-side routing mean {:.3} hops, max {} (bound {bound:.2}); ring-aware mean {:.3}, max {}",
+        server.0, server.1, aware.0, aware.1
+    );
+    assert!(server.0 <= bound, "n = {n}: mean {} hops > ½·log2(n) + 1 = {bound}", server.0);
+    assert!(aware.0 < 0.05, "n = {n}: ring-aware mean {} hops", aware.0);
+}
+
+/// Four positions × 3 replicas: keys written through random nodes land on
+/// their owner group only (every replica of it, and no other group), are
+/// read back through a ring-aware client, and routing is short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_positions_keep_each_key_on_its_owner_and_route_in_few_hops() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ring = TestRing::start(4, 3, &[]).await;
+    // 10·(p+1) keys for position p: distinct counts, so a key stored on the
+    // wrong group cannot go unnoticed.
+    let mut want = vec![0u64; 4];
+    let mut keys = Vec::new();
+    for k in 0i64.. {
+        let key = BigInt::from(k * 7919 - 500_000);
+        let p = ring.owner(&key);
+        if want[p] < 10 * (p as u64 + 1) {
+            want[p] += 1;
+            keys.push(key);
+        }
+        if want.iter().enumerate().all(|(p, n)| *n == 10 * (p as u64 + 1)) {
+            break;
+        }
+    }
+    let anywhere = ring.client(false);
+    for k in &keys {
+        assert_eq!(anywhere.set(k, 1, format!("v{k}")).await.unwrap().outcome, Outcome::Success, "set {k}");
+    }
+    for (p, n) in want.iter().enumerate() {
+        let (index, digest, count) = ring.wait_identical(p, Duration::from_secs(30)).await;
+        assert_eq!(count, *n, "position {p} holds {count} keys, owns {n} (identical at {index}, {digest})");
+    }
+    let aware = ring.client(true);
+    for k in &keys {
+        let got = aware.get(k).await.unwrap().value.expect("written key");
+        assert_eq!(got.data.as_ref(), format!("v{k}").as_bytes());
+    }
+    let server = server_side_hops(&ring, 300).await;
+    let aware = ring_aware_hops(&ring, 300).await;
+    check_hops(4, server, aware);
+}
+
+/// Routing lengths on rings of 2 and 8 positions (one replica each: hops
+/// do not depend on replicas, and 8 groups of 3 would starve 2 cores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_takes_about_half_log2_n_hops() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    for n in [2, 8] {
+        let ring = TestRing::start(n, 1, &[]).await;
+        let server = server_side_hops(&ring, 400).await;
+        assert!(server.1 as f64 <= (n as f64).log2().ceil(), "n = {n}: a path of {} hops", server.1);
+        let aware = ring_aware_hops(&ring, 400).await;
+        check_hops(n, server, aware);
+    }
+}
+
+/// Two servers whose ring configurations disagree (each thinks it is
+/// position 0) pass some requests back and forth: the hop limit stops
+/// them with an error that names it and the likely cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inconsistent_rings_hit_the_hop_limit_with_a_clear_error() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = [(common::free_port(), common::free_port()), (common::free_port(), common::free_port())];
+    let group = |i: usize| format!("127.0.0.1:{}/127.0.0.1:{}", ports[i].0, ports[i].1);
+    let mut replicas: Vec<common::cluster::Replica> = (0..2)
+        .map(|i| {
+            let dir = tmp.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let addr = format!("127.0.0.1:{}", ports[i].0);
+            let argv: Vec<String> = [
+                env!("CARGO_BIN_EXE_ringkv"), "server", "--data-dir", &dir.display().to_string(), "--listen", &addr,
+                "--position", "0", "--ring-group", &group(i), "--ring-group", &group(1 - i), "--max-hops", "5",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            common::cluster::Replica::new(i, addr, dir, argv)
+        })
+        .collect();
+    for r in &mut replicas {
+        r.launch();
+    }
+    let client = Client::new(&replicas[0].addr, Default::default()).unwrap();
+    let view = ringkv_ring::Ring::evenly(ringkv_ring::DEFAULT_M, 2, ringkv_ring::Placement::Hash).unwrap();
+    let (mine, theirs) = {
+        let keys: Vec<BigInt> = (0..100).map(BigInt::from).collect();
+        let owned = |p| keys.iter().find(|k| view.owner_of_key(&ringkv_api::encode_key(k)) == p).unwrap().clone();
+        (owned(0), owned(1))
+    };
+    common::wait_for("the first server", Duration::from_secs(30), || {
+        let (c, k) = (client.clone(), mine.clone());
+        async move { c.get(&k).await.is_ok() }
+    })
+    .await;
+    let err = client.get(&theirs).await.expect_err("a looping request was answered");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("max_hops = 5") && msg.contains("ring configurations"), "{msg}");
+    // The loop was broken, not the servers: the local key still works.
+    assert_eq!(client.set(&mine, 1, "here").await.unwrap().outcome, Outcome::Success);
+}
+
+/// The restart scenario on every group at once: replicas are killed and
+/// restarted, at most one per group down at a time, while ring-aware and
+/// server-routed writers go on; every acknowledged write is there at the
+/// end and each group's replicas are identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_in_every_group_lose_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let positions = std::env::var("RINGKV_RING_RESTART_POSITIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut ring = TestRing::start(positions, 3, &["--snapshot-every", "300"]).await;
+    let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let flip = AtomicBool::new(false);
+    let writers = spawn_writers(|| ring.client(flip.fetch_xor(true, Ordering::Relaxed)), 6, &ledger, &acks, &stop);
+    let deadline = Instant::now() + Duration::from_secs(restart_secs());
+    let mut rounds = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // One replica per group, a different one each round.
+        for (p, group) in ring.groups.iter_mut().enumerate() {
+            group[(rounds + p) % 3].kill9();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (p, group) in ring.groups.iter_mut().enumerate() {
+            group[(rounds + p) % 3].launch();
+        }
+        for (p, group) in ring.groups.iter().enumerate() {
+            let r = &group[(rounds + p) % 3];
+            common::wait_for("the restarted replica", Duration::from_secs(60), || async { r.status(false).await.is_some() }).await;
+        }
+        rounds += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut held = 0;
+    for p in 0..positions {
+        let (index, digest, keys) = ring.wait_identical(p, Duration::from_secs(60)).await;
+        eprintln!("position {p}: replicas identical at index {index} ({digest}), {keys} keys");
+        assert!(keys > 0, "position {p} got no keys");
+        held += keys;
+    }
+    let keys = check_ledger(&ring.client(true), &ledger).await;
+    eprintln!("ring restart scenario: {rounds} rounds ({} restarts), {} acknowledged writes, {keys} keys", rounds * positions, acks.load(Ordering::Relaxed));
+    assert!(held <= keys as u64, "the groups hold {held} keys, the writers wrote {keys}");
+    assert!(rounds >= 3 && acks.load(Ordering::Relaxed) > 100);
+}
