@@ -275,3 +275,90 @@ impl Config {
         (self.snapshot_interval_secs > 0).then(|| Duration::from_secs(self.snapshot_interval_secs))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RING: &str = r#"
+        position = 1
+        node_id = 2
+        listen = "127.0.0.1:7075"
+        raft_listen = "127.0.0.1:8075"
+        [ring]
+        m = 16
+        placement = "direct"
+        [[ring.positions]]
+        replicas = [{ id = 0, addr = "127.0.0.1:7070", raft_addr = "127.0.0.1:8070" }]
+        [[ring.positions]]
+        replicas = [
+          { id = 0, addr = "127.0.0.1:7073", raft_addr = "127.0.0.1:8073" },
+          { id = 1, addr = "127.0.0.1:7074", raft_addr = "127.0.0.1:8074" },
+          { id = 2, addr = "127.0.0.1:7075", raft_addr = "127.0.0.1:8075" },
+        ]
+    "#;
+
+    fn parse(text: &str) -> Config {
+        let mut c: Config = toml::from_str(text).expect("parse");
+        c.resolve();
+        c
+    }
+
+    fn refused(c: &Config) -> String {
+        c.validate().expect_err("accepted").to_string()
+    }
+
+    #[test]
+    fn a_ring_gives_the_group_its_replicas_and_ids() {
+        let c = parse(RING);
+        c.validate().expect("valid");
+        assert_eq!(c.replicas.len(), 3, "replicas come from the ring");
+        let (ring, groups) = c.topology().unwrap();
+        assert_eq!((ring.len(), ring.m(), ring.placement()), (2, 16, Placement::Direct));
+        assert_eq!(ring.id(0).to_string(), "65535");
+        assert_eq!(ring.id(1).to_string(), "32767");
+        assert_eq!(groups[1][2].addr, "127.0.0.1:7075");
+        assert_eq!(c.ring.as_ref().unwrap().max_hops, 32, "default");
+    }
+
+    #[test]
+    fn no_ring_is_one_position_owning_everything() {
+        let c = Config::default();
+        let (ring, groups) = c.topology().unwrap();
+        assert_eq!(ring.len(), 1);
+        assert_eq!(groups, vec![vec![Replica { id: 0, addr: "127.0.0.1:7070".into(), raft_addr: None }]]);
+    }
+
+    #[test]
+    fn explicit_ids_all_or_none() {
+        let c = parse(&RING.replacen("[[ring.positions]]", "[[ring.positions]]\nid = \"100\"", 1));
+        assert!(refused(&c).contains("every ring position an id, or none"), "{}", refused(&c));
+        let both = RING.replacen("[[ring.positions]]", "[[ring.positions]]\nid = \"100\"", 1);
+        let both = both.replacen("[[ring.positions]]\n        replicas = [\n", "[[ring.positions]]\nid = \"200\"\n        replicas = [\n", 1);
+        let c = parse(&both);
+        c.validate().expect("valid");
+        assert_eq!(c.topology().unwrap().0.id(1).to_string(), "200");
+        let c = parse(&both.replace("\"200\"", "\"7O\""));
+        assert!(refused(&c).contains("not a decimal number"), "{}", refused(&c));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let mut c = parse(RING);
+        c.position = 5;
+        assert!(refused(&c).contains("position 5 is not on the ring"), "{}", refused(&c));
+        let c = parse(&RING.replace("m = 16", "m = 200").replace("\"direct\"", "\"hash\""));
+        assert!(refused(&c).contains("160"), "{}", refused(&c));
+        let mut c = parse(RING);
+        c.replicas[0].addr = "127.0.0.1:9999".into();
+        assert!(refused(&c).contains("replicas differ"), "{}", refused(&c));
+        let mut c = parse(RING);
+        c.position = 0;
+        assert!(refused(&c).contains("listens on 127.0.0.1:7075"), "{}", refused(&c));
+        let c = parse(&RING.replace("[ring]", "[ring]\nmax_hops = 0"));
+        assert!(refused(&c).contains("max_hops"), "{}", refused(&c));
+        let mut c = Config::default();
+        c.position = 1;
+        assert!(refused(&c).contains("no ring"), "{}", refused(&c));
+    }
+}

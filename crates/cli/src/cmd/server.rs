@@ -137,3 +137,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     ringkv_server::server::run(config, crate::signal::shutdown()).await.context("server failed")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_groups_from_flags() {
+        let g = parse_group("127.0.0.1:1/127.0.0.1:2,127.0.0.1:3/127.0.0.1:4").unwrap();
+        assert_eq!(g.id, None);
+        assert_eq!(g.replicas[1], Replica { id: 1, addr: "127.0.0.1:3".into(), raft_addr: Some("127.0.0.1:4".into()) });
+        let g = parse_group("12345@127.0.0.1:1").unwrap();
+        assert_eq!((g.id.as_deref(), g.replicas.len()), (Some("12345"), 1));
+    }
+}
