@@ -100,7 +100,7 @@ async fn four_positions_keep_each_key_on_its_owner_and_route_in_few_hops() {
     let ring = TestRing::start(4, 3, &[]).await;
     // 10·(p+1) keys for position p: distinct counts, so a key stored on the
     // wrong group cannot go unnoticed.
-    let mut want = vec![0u64; 4];
+    let mut want = [0u64; 4];
     let mut keys = Vec::new();
     for k in 0i64.. {
         let key = BigInt::from(k * 7919 - 500_000);

@@ -106,6 +106,9 @@ pub(crate) struct Target {
     direct: Option<(usize, String)>,
 }
 
+/// Makes a stub for a replica's address (with the client's options).
+pub(crate) type MakeStub = Box<dyn Fn(&str) -> Result<KeyValueClient<Channel>, ClientError> + Send + Sync>;
+
 /// One position: its replicas' stubs and whom to call first.
 struct Group {
     replicas: Vec<(String, KeyValueClient<Channel>)>,
@@ -129,7 +132,7 @@ pub(crate) struct Routing {
     /// The addresses the client was given (server-side routing).
     seeds: KeyValueClient<Channel>,
     seed_channel: Channel,
-    make_stub: Box<dyn Fn(&str) -> Result<KeyValueClient<Channel>, ClientError> + Send + Sync>,
+    make_stub: MakeStub,
     map: RwLock<Option<Arc<Map>>>,
     /// No fetch before this instant (after a failure or a suspect answer).
     not_before: Mutex<Option<Instant>>,
@@ -140,7 +143,7 @@ impl Routing {
     pub(crate) fn new(
         seeds: KeyValueClient<Channel>,
         seed_channel: Channel,
-        make_stub: Box<dyn Fn(&str) -> Result<KeyValueClient<Channel>, ClientError> + Send + Sync>,
+        make_stub: MakeStub,
     ) -> Routing {
         Routing { seeds, seed_channel, make_stub, map: RwLock::default(), not_before: Mutex::default(), fetching: Default::default() }
     }

@@ -357,8 +357,7 @@ mod tests {
         assert!(refused(&c).contains("listens on 127.0.0.1:7075"), "{}", refused(&c));
         let c = parse(&RING.replace("[ring]", "[ring]\nmax_hops = 0"));
         assert!(refused(&c).contains("max_hops"), "{}", refused(&c));
-        let mut c = Config::default();
-        c.position = 1;
+        let c = Config { position: 1, ..Config::default() };
         assert!(refused(&c).contains("no ring"), "{}", refused(&c));
     }
 }
