@@ -131,6 +131,41 @@ async fn four_positions_keep_each_key_on_its_owner_and_route_in_few_hops() {
     check_hops(4, server, aware);
 }
 
+/// A request routed to another group that lands on one of its followers
+/// is passed on to that group's leader (a ring forward is no leader
+/// forward), and the forwarding node learns the leader from the answer:
+/// the next request takes one hop less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut ring = TestRing::start(2, 3, &[]).await;
+    // Position 1's replica 0 (whom routing tries first) must be a follower.
+    while ring.wait_leader(1, Duration::from_secs(30)).await == 0 {
+        ring.groups[1][0].kill9();
+        let other = ring.wait_leader(1, Duration::from_secs(30)).await;
+        assert_ne!(other, 0);
+        ring.groups[1][0].launch();
+        let r = &ring.groups[1][0];
+        common::wait_for("the restarted replica", Duration::from_secs(30), || async { r.status(false).await.is_some() }).await;
+    }
+    let keys: Vec<BigInt> = (0..1000).map(BigInt::from).filter(|k| ring.owner(k) == 1).take(2).collect();
+    let mut entry = ring_raw(&ring.groups[0][0].addr);
+    let set = |k: &BigInt| pb::SetRequest { key: ringkv_api::encode_key(k).into(), timestamp: 1, data: "x".into(), ..Default::default() };
+    let first = entry.set(set(&keys[0])).await.expect("routed set");
+    let hops = |r: &tonic::Response<pb::Reply>| r.metadata().get("ringkv-hops").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(first.get_ref().status, pb::Status::Success as i32);
+    assert_eq!(hops(&first), "2", "ring hop to a follower, then its leader");
+    let second = entry.set(set(&keys[1])).await.expect("routed set");
+    assert_eq!(hops(&second), "1", "straight to the learned leader");
+    let leader = ring.wait_leader(1, Duration::from_secs(5)).await;
+    let told = second.metadata().get("ringkv-leader").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(told, ring.groups[0][ring.wait_leader(0, Duration::from_secs(5)).await].addr, "the entry group's leader");
+    assert_eq!(ring.client_of(1, leader).get(&keys[1]).await.unwrap().outcome, Outcome::Success);
+    let (_, _, count) = ring.wait_identical(1, Duration::from_secs(30)).await;
+    assert_eq!(count, 2);
+    assert_eq!(ring.wait_identical(0, Duration::from_secs(30)).await.2, 0, "nothing stored off its owner");
+}
+
 /// Routing lengths on rings of 2 and 8 positions (one replica each: hops
 /// do not depend on replicas, and 8 groups of 3 would starve 2 cores).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
