@@ -279,3 +279,94 @@ impl Routing {
         Ok(Map { ring, groups })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv_api::pb::{Member, RingPosition, RingReply};
+
+    fn stub(addr: &str) -> Result<KeyValueClient<Channel>, ClientError> {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(KeyValueClient::new(ep.connect_lazy()))
+    }
+
+    /// Two positions of 3 replicas (ports 1x and 2x), position 1's leader known.
+    fn routing() -> Routing {
+        let seeds = stub("127.0.0.1:9").unwrap();
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let r = Routing::new(seeds, channel, Box::new(stub));
+        let ring = Ring::evenly(64, 2, Placement::Hash).unwrap();
+        let positions = (0..2)
+            .map(|p| RingPosition {
+                position: p as u32,
+                id: ring.id(p).to_string(),
+                range_start: ring.range(p).0.to_string(),
+                replicas: (0..3).map(|i| Member { id: i, addr: format!("127.0.0.1:{}{i}", p + 1), raft_addr: String::new() }).collect(),
+                leader: (p == 1).then(|| "127.0.0.1:22".to_owned()),
+            })
+            .collect();
+        let reply = RingReply { m: 64, placement: "hash".into(), positions, position: 0, max_hops: 32 };
+        *r.map.write().unwrap() = Some(Arc::new(r.build(reply).unwrap()));
+        r
+    }
+
+    fn key_of(r: &Routing, p: usize) -> Bytes {
+        let map = r.current().unwrap();
+        (0..1000i64).map(|k| Bytes::from(ringkv_api::encode_key(&k.into()))).find(|k| map.ring.owner_of_key(k) == p).unwrap()
+    }
+
+    fn addr(t: &Target) -> Option<String> {
+        t.direct.as_ref().map(|(_, a)| a.clone())
+    }
+
+    #[tokio::test]
+    async fn aims_at_the_owner_leader_then_rotates_then_lets_the_servers_route() {
+        let r = routing();
+        let t = Duration::from_secs(1);
+        let k1 = key_of(&r, 1);
+        let first = r.pick(&k1, 0, t).await;
+        assert_eq!(addr(&first).as_deref(), Some("127.0.0.1:22"), "the known leader");
+        r.failed(&first);
+        let second = r.pick(&k1, 1, t).await;
+        assert_eq!(addr(&second).as_deref(), Some("127.0.0.1:20"), "the replica after the failed one");
+        assert!(r.pick(&k1, 3, t).await.direct.is_none(), "every replica tried: the seeds route");
+
+        let k0 = key_of(&r, 0);
+        let t0 = r.pick(&k0, 0, t).await;
+        assert_eq!(addr(&t0).as_deref(), Some("127.0.0.1:10"), "no leader known: the first replica");
+        let mut md = MetadataMap::new();
+        md.insert(LEADER, "127.0.0.1:11".parse().unwrap());
+        md.insert(HOPS, "1".parse().unwrap());
+        r.answered(&t0, &md);
+        assert_eq!(addr(&r.pick(&k0, 0, t).await).as_deref(), Some("127.0.0.1:11"), "learned from the answer");
+        md.insert(LEADER, "10.0.0.1:1".parse().unwrap());
+        r.answered(&t0, &md);
+        assert_eq!(addr(&r.pick(&k0, 0, t).await).as_deref(), Some("127.0.0.1:11"), "a stranger is not a leader");
+    }
+
+    #[tokio::test]
+    async fn a_long_route_marks_the_map_for_refetching() {
+        let r = routing();
+        let k0 = key_of(&r, 0);
+        let t0 = r.pick(&k0, 0, Duration::from_secs(1)).await;
+        let mut md = MetadataMap::new();
+        md.insert(HOPS, "1".parse().unwrap());
+        r.answered(&t0, &md);
+        assert!(r.not_before.lock().unwrap().is_none(), "one hop is a leader forward");
+        md.insert(HOPS, "2".parse().unwrap());
+        r.answered(&t0, &md);
+        assert!(r.not_before.lock().unwrap().is_some(), "two hops: sent to the wrong group");
+    }
+
+    #[test]
+    fn a_bad_map_is_a_protocol_error() {
+        let r = RingReply { m: 64, placement: "sorted".into(), ..Default::default() };
+        let seeds = tonic::transport::Endpoint::from_static("http://127.0.0.1:9");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let ch = seeds.connect_lazy();
+            let routing = Routing::new(KeyValueClient::new(ch.clone()), ch, Box::new(stub));
+            assert!(matches!(routing.build(r), Err(ClientError::Protocol(m)) if m.contains("sorted")));
+        });
+    }
+}
