@@ -166,12 +166,12 @@ async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
     assert_eq!(ring.wait_identical(0, Duration::from_secs(30)).await.2, 0, "nothing stored off its owner");
 }
 
-/// Routing lengths on rings of 2 and 8 positions (one replica each: hops
+/// Routing lengths on rings of 2, 4 and 8 positions (one replica each: hops
 /// do not depend on replicas, and 8 groups of 3 would starve 2 cores).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_takes_about_half_log2_n_hops() {
     let _one = ONE_AT_A_TIME.lock().await;
-    for n in [2, 8] {
+    for n in [2, 4, 8] {
         let ring = TestRing::start(n, 1, &[]).await;
         let server = server_side_hops(&ring, 400).await;
         assert!(server.1 as f64 <= (n as f64).log2().ceil(), "n = {n}: a path of {} hops", server.1);
