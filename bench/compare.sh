@@ -87,6 +87,15 @@ wait_for ringkv "$RINGKV" --addr "$RINGKV_ADDRS" get 0
 
 # Pids of the servers, for memory figures.
 RINGKV_PIDS=$(python3 -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(open(sys.argv[1]))["processes"]))' "$WORK/ringkv/cluster.json")
+cpu_ticks() { # user + system CPU time of the pids, in clock ticks
+    local sum=0 t
+    for pid in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        sum=$((sum + t))
+    done
+    echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
 peak_rss_mib() { # the largest VmHWM (peak resident set) among the pids, in MiB
     local max=0 kb
     for pid in "$@"; do
@@ -110,12 +119,18 @@ for w in "${WORKLOADS[@]}"; do
     name=${w%%|*}
     flags=${w#*|}
     for target in etcd ringkv; do
-        addrs=$ETCD_ADDRS; [ "$target" = ringkv ] && addrs=$RINGKV_ADDRS
+        addrs=$ETCD_ADDRS; pids="${ETCD_PIDS[*]}"
+        [ "$target" = ringkv ] && addrs=$RINGKV_ADDRS && pids=$RINGKV_PIDS
+        # shellcheck disable=SC2086
+        cpu_before=$(cpu_ticks $pids)
         echo "== $name: $target" >&2
         # shellcheck disable=SC2086
         "$RINGKV" bench --target "$target" --addr "$addrs" $flags --key-size 8 --value-size 256 \
             --duration "$DURATION" --warmup "$WARMUP" --json-file "$WORK/results/$n-$target.json" \
             --svg "$WORK/results/$n-$target.svg" | sed 's/^/   /' >&2
+        # Server CPU (all 3 processes) over the run (preload, warm-up, measured time).
+        # shellcheck disable=SC2086
+        echo "$(( $(cpu_ticks $pids) - cpu_before )) $HZ $WARMUP" >"$WORK/results/$n-$target.cpu"
         if [ "$name" = "write, 256 clients" ]; then
             if [ "$target" = etcd ]; then
                 peak_rss_mib "${ETCD_PIDS[@]}" >"$WORK/results/$n-etcd.rss"
