@@ -97,7 +97,7 @@ impl BenchArgs {
         if self.clients == 0 || self.connections == Some(0) {
             bail!("--clients and --connections must be at least 1");
         }
-        if self.ops.is_none() && !(self.duration > 0.0) {
+        if self.ops.is_none() && !positive(self.duration) {
             bail!("--duration must be positive");
         }
         if self.warmup < 0.0 {
@@ -112,7 +112,7 @@ impl BenchArgs {
         if !(0.0..=1.0).contains(&self.read_ratio) {
             bail!("--read-ratio must be between 0 and 1");
         }
-        if self.distribution == Distribution::Zipfian && !(self.zipf_s > 0.0) {
+        if self.distribution == Distribution::Zipfian && !positive(self.zipf_s) {
             bail!("--zipf-s must be positive");
         }
         Ok(())
@@ -126,6 +126,11 @@ impl BenchArgs {
     pub fn needs_preload(&self) -> bool {
         self.workload != Workload::Set
     }
+}
+
+/// Greater than zero (so NaN is not).
+fn positive(x: f64) -> bool {
+    x > 0.0
 }
 
 #[cfg(test)]

@@ -10,5 +10,8 @@ pub async fn run(args: BenchArgs, addrs: &[String], json: bool) -> anyhow::Resul
     } else {
         println!("{}", result.text());
     }
+    if result.ops == 0 {
+        anyhow::bail!("no operation completed ({} errors)", result.errors);
+    }
     Ok(())
 }
