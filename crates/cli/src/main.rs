@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Status(args) => admin::status(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Verify(args) => admin::verify(args.clone(), cli.json)?,
-        Cmd::Bench(args) => bench::run(args.clone(), &cli.addr[0], cli.json).await?,
+        Cmd::Bench(args) => bench::run(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
             Ok(reply) if cli.json => println!("{}", output::json(&reply)),
             Ok(reply) => println!("{}", output::readable(&reply)),

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod node;
+pub mod read_batch;
 pub mod raft;
 pub mod server;
 pub mod service;

@@ -15,6 +15,7 @@ use crate::raft::log_store::{LogOptions, LogStore};
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{self, NodeId, Raft};
+use crate::read_batch::ReadBatcher;
 use crate::service::status::{self, Unserved};
 use crate::sm::command::Reply;
 use crate::sm::session::Request;
@@ -29,8 +30,13 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
+/// Why a leadership confirmation failed (shared by a batch of reads).
+type ReadError = openraft::error::RaftError<NodeId, openraft::error::CheckIsLeaderError<NodeId, types::Node>>;
+
 struct Inner {
     raft: Raft,
+    /// Linearizable reads share leadership confirmations (read_batch.rs).
+    reads: ReadBatcher<Option<types::LogId>, ReadError>,
     store: KvStore,
     config: Config,
     log: LogStore,
@@ -80,7 +86,14 @@ impl Node {
         if let Some(every) = config.snapshot_interval() {
             spawn_snapshot_timer(raft.clone(), every);
         }
-        let node = Node { inner: Arc::new(Inner { raft, store, config, log, _lock: lock }) };
+        let reads = {
+            let raft = raft.clone();
+            ReadBatcher::new(move || {
+                let raft = raft.clone();
+                async move { raft.ensure_linearizable().await }
+            })
+        };
+        let node = Node { inner: Arc::new(Inner { raft, reads, store, config, log, _lock: lock }) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -136,9 +149,10 @@ impl Node {
         Ok(resp.data)
     }
 
-    /// A linearizable read (read-index), served from the local store.
+    /// A linearizable read (read-index, confirmations shared by concurrent
+    /// reads), served from the local store.
     pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
-        self.inner.raft.ensure_linearizable().await.map_err(status::read_error)?;
+        self.inner.reads.confirm().await.map_err(status::read_error)?;
         self.inner.store.read(key).map_err(status::store_error)
     }
 

@@ -1,9 +1,16 @@
 //! Raft's transport between the replicas of a group: openraft's RPCs over
 //! gRPC (`proto/ringkv/v1/raft.proto`), one lazily connected channel per
-//! peer. Payloads are openraft's own types, postcard-encoded.
+//! peer, kept for the process's life and shared by every client openraft
+//! asks for (it asks for one per replication stream, but also one per
+//! leadership confirmation: a new connection each time would cost a TCP and
+//! HTTP/2 handshake per linearizable read round). A tonic channel
+//! reconnects by itself when its peer comes back. Payloads are openraft's
+//! own types, postcard-encoded.
 //!
 //! A standalone server is a group of one and never sends anything here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -29,11 +36,25 @@ pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Network {
     me: NodeId,
+    /// The channel to each Raft address.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
     pub fn new(me: NodeId) -> Self {
-        Self { me }
+        Self { me, channels: Arc::default() }
+    }
+
+    /// The channel to `addr`, made on first use.
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?;
+        let channel = endpoint.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
     }
 }
 
@@ -49,9 +70,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        let client = Endpoint::from_shared(format!("http://{}", node.raft_addr))
-            .map(|e| {
-                let channel = e.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
+        let client = self
+            .channel(&node.raft_addr)
+            .map(|channel| {
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
