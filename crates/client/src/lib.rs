@@ -200,7 +200,7 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = left.min(self.opts.timeout.div_f64(3.0).max(ATTEMPT_MIN));
             let target = match &self.routing {
-                Some(r) => Some(r.pick(req.key(), tries, attempt).await),
+                Some(r) => Some(r.pick(req.key(), req.any_replica(), tries, attempt).await),
                 None => None,
             };
             let stub = target.as_ref().map_or_else(|| self.stub.clone(), |t| t.stub.clone());

@@ -35,6 +35,11 @@ const REFETCH_AFTER: Duration = Duration::from_secs(1);
 /// A request with a key (all of them).
 pub(crate) trait Keyed {
     fn key(&self) -> &Bytes;
+    /// Whether any replica of the owner group may answer (a serializable
+    /// read) rather than its leader: such requests are spread over them.
+    fn any_replica(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! keyed {
@@ -47,7 +52,17 @@ macro_rules! keyed {
     )*};
 }
 
-keyed!(pb::SetRequest, pb::GetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+keyed!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+
+impl Keyed for pb::GetRequest {
+    fn key(&self) -> &Bytes {
+        &self.key
+    }
+
+    fn any_replica(&self) -> bool {
+        self.serializable
+    }
+}
 
 /// Forwarding hops seen in answers (both modes): how well routing works.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,6 +152,8 @@ pub(crate) struct Routing {
     /// No fetch before this instant (after a failure or a suspect answer).
     not_before: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
+    /// Turns of the replicas that serve requests any replica may answer.
+    spread: AtomicU64,
 }
 
 impl Routing {
@@ -145,7 +162,7 @@ impl Routing {
         seed_channel: Channel,
         make_stub: MakeStub,
     ) -> Routing {
-        Routing { seeds, seed_channel, make_stub, map: RwLock::default(), not_before: Mutex::default(), fetching: Default::default() }
+        Routing { seeds, seed_channel, make_stub, map: RwLock::default(), not_before: Mutex::default(), fetching: Default::default(), spread: AtomicU64::new(0) }
     }
 
     fn current(&self) -> Option<Arc<Map>> {
@@ -165,7 +182,8 @@ impl Routing {
     /// The target of attempt number `attempt` (0-based) of a call for
     /// `key`: the owner group's leader (or next replica) while attempts
     /// are fewer than its replicas, then the seeds.
-    pub(crate) async fn pick(&self, key: &Bytes, attempt: usize, timeout: Duration) -> Target {
+    /// With `any_replica`, the group's replicas take turns instead.
+    pub(crate) async fn pick(&self, key: &Bytes, any_replica: bool, attempt: usize, timeout: Duration) -> Target {
         if self.fetch_due() {
             self.fetch(timeout).await;
         }
@@ -175,12 +193,16 @@ impl Routing {
             if attempt >= g.replicas.len() {
                 return None;
             }
-            let aim = g.aim.lock().unwrap_or_else(|e| e.into_inner());
-            let (addr, stub) = aim
-                .leader
-                .as_ref()
-                .and_then(|l| g.replicas.iter().find(|(a, _)| a == l))
-                .unwrap_or(&g.replicas[aim.next % g.replicas.len()]);
+            let (addr, stub) = if any_replica {
+                let turn = self.spread.fetch_add(1, Ordering::Relaxed) as usize;
+                &g.replicas[turn % g.replicas.len()]
+            } else {
+                let aim = g.aim.lock().unwrap_or_else(|e| e.into_inner());
+                aim.leader
+                    .as_ref()
+                    .and_then(|l| g.replicas.iter().find(|(a, _)| a == l))
+                    .unwrap_or(&g.replicas[aim.next % g.replicas.len()])
+            };
             Some(Target { stub: stub.clone(), direct: Some((p, addr.clone())) })
         });
         direct.unwrap_or_else(|| Target { stub: self.seeds.clone(), direct: None })
@@ -324,31 +346,44 @@ mod tests {
         let r = routing();
         let t = Duration::from_secs(1);
         let k1 = key_of(&r, 1);
-        let first = r.pick(&k1, 0, t).await;
+        let first = r.pick(&k1, false, 0, t).await;
         assert_eq!(addr(&first).as_deref(), Some("127.0.0.1:22"), "the known leader");
         r.failed(&first);
-        let second = r.pick(&k1, 1, t).await;
+        let second = r.pick(&k1, false, 1, t).await;
         assert_eq!(addr(&second).as_deref(), Some("127.0.0.1:20"), "the replica after the failed one");
-        assert!(r.pick(&k1, 3, t).await.direct.is_none(), "every replica tried: the seeds route");
+        assert!(r.pick(&k1, false, 3, t).await.direct.is_none(), "every replica tried: the seeds route");
 
         let k0 = key_of(&r, 0);
-        let t0 = r.pick(&k0, 0, t).await;
+        let t0 = r.pick(&k0, false, 0, t).await;
         assert_eq!(addr(&t0).as_deref(), Some("127.0.0.1:10"), "no leader known: the first replica");
         let mut md = MetadataMap::new();
         md.insert(LEADER, "127.0.0.1:11".parse().unwrap());
         md.insert(HOPS, "1".parse().unwrap());
         r.answered(&t0, &md);
-        assert_eq!(addr(&r.pick(&k0, 0, t).await).as_deref(), Some("127.0.0.1:11"), "learned from the answer");
+        assert_eq!(addr(&r.pick(&k0, false, 0, t).await).as_deref(), Some("127.0.0.1:11"), "learned from the answer");
         md.insert(LEADER, "10.0.0.1:1".parse().unwrap());
         r.answered(&t0, &md);
-        assert_eq!(addr(&r.pick(&k0, 0, t).await).as_deref(), Some("127.0.0.1:11"), "a stranger is not a leader");
+        assert_eq!(addr(&r.pick(&k0, false, 0, t).await).as_deref(), Some("127.0.0.1:11"), "a stranger is not a leader");
+    }
+
+    #[tokio::test]
+    async fn serializable_reads_take_the_replicas_in_turn() {
+        let r = routing();
+        let t = Duration::from_secs(1);
+        let k1 = key_of(&r, 1);
+        let mut seen: Vec<String> = Vec::new();
+        for _ in 0..3 {
+            seen.extend(addr(&r.pick(&k1, true, 0, t).await));
+        }
+        seen.sort();
+        assert_eq!(seen, ["127.0.0.1:20", "127.0.0.1:21", "127.0.0.1:22"], "each replica once, not only the leader");
     }
 
     #[tokio::test]
     async fn a_long_route_marks_the_map_for_refetching() {
         let r = routing();
         let k0 = key_of(&r, 0);
-        let t0 = r.pick(&k0, 0, Duration::from_secs(1)).await;
+        let t0 = r.pick(&k0, false, 0, Duration::from_secs(1)).await;
         let mut md = MetadataMap::new();
         md.insert(HOPS, "1".parse().unwrap());
         r.answered(&t0, &md);

@@ -16,7 +16,10 @@ use crate::args::BenchArgs;
 pub struct Ringkv(Client);
 
 pub fn connect(addrs: &[String], args: &BenchArgs) -> anyhow::Result<Vec<Ringkv>> {
-    let opts = ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    // Ring-aware, as applications and the CLI run: writes and linearizable
+    // reads go straight to the owner group's leader, serializable reads to
+    // its replicas in turn.
+    let opts = ClientOptions { timeout: Duration::from_secs(10), ring: true, ..ClientOptions::default() };
     spread(addrs, args.connections(), |a| Ok(Ringkv(Client::new(a, opts.clone()).context("bad --addr")?)))
 }
 
