@@ -50,6 +50,11 @@ pub struct Config {
     /// used so that replicas do not all stand at once.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Where this replica dials a peer's Raft instead of the `raft_addr`
+    /// in the group's membership (which is the same on every replica):
+    /// e.g. through a proxy or a NAT. Empty: dial the membership's address.
+    /// The fault harness puts a proxy on each directed link this way.
+    pub raft_dial: Vec<RaftDial>,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             heartbeat_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
+            raft_dial: Vec::new(),
         }
     }
 }
@@ -84,6 +90,14 @@ pub struct Replica {
     /// Its Raft address (defaults to `addr`).
     #[serde(default)]
     pub raft_addr: Option<String>,
+}
+
+/// Dial peer `id`'s Raft at `addr` (see `Config::raft_dial`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftDial {
+    pub id: u64,
+    pub addr: String,
 }
 
 /// Why a configuration was refused.
@@ -137,6 +151,9 @@ impl Config {
             // before it serves clients: Raft needs its own listener.
             if self.raft_listen.is_none_or(|r| r == self.listen) {
                 return invalid("a replicated server needs raft_listen, on another port than listen");
+            }
+            if let Some(d) = self.raft_dial.iter().find(|d| !ids.contains(&d.id)) {
+                return Err(ConfigError::Invalid(format!("raft_dial names replica {}, which is not in replicas", d.id)));
             }
         }
         Ok(())

@@ -48,6 +48,9 @@ impl Node {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let lock = lock_data_dir(&dir)?;
+        if cfg!(feature = "broken-stale-reads") {
+            tracing::warn!("BROKEN BUILD (feature broken-stale-reads): linearizable reads skip read-index; for testing the fault harness only");
+        }
         let (purge_tx, purge_rx) = mpsc::unbounded_channel();
 
         let (sm, log) = {
@@ -56,7 +59,8 @@ impl Node {
         };
         let store = sm.store();
         let id = config.node_id;
-        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id), log.clone(), sm)
+        let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
+        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id, dial), log.clone(), sm)
             .await
             .context("cannot start raft")?;
         on_raft(raft.clone());
@@ -138,6 +142,11 @@ impl Node {
 
     /// A linearizable read (read-index), served from the local store.
     pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
+        if cfg!(feature = "broken-stale-reads") {
+            // The deliberately broken build (see Cargo.toml): no read-index,
+            // no forwarding; a deposed or lagging replica answers stale.
+            return self.read_local(key);
+        }
         self.inner.raft.ensure_linearizable().await.map_err(status::read_error)?;
         self.inner.store.read(key).map_err(status::store_error)
     }

@@ -3,7 +3,14 @@
 //! peer. Payloads are openraft's own types, postcard-encoded.
 //!
 //! A standalone server is a group of one and never sends anything here.
+//!
+//! A peer is dialled at its `raft_addr` from the membership, unless the
+//! configuration's `raft_dial` names another address for it (a proxy, a
+//! NAT): the membership must be identical on every replica, but the route
+//! from each one to a peer need not be.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -29,11 +36,13 @@ pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Network {
     me: NodeId,
+    /// Per-peer dial addresses overriding the membership's `raft_addr`.
+    dial: Arc<HashMap<NodeId, String>>,
 }
 
 impl Network {
-    pub fn new(me: NodeId) -> Self {
-        Self { me }
+    pub fn new(me: NodeId, dial: HashMap<NodeId, String>) -> Self {
+        Self { me, dial: Arc::new(dial) }
     }
 }
 
@@ -49,14 +58,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        let client = Endpoint::from_shared(format!("http://{}", node.raft_addr))
+        let addr = self.dial.get(&target).unwrap_or(&node.raft_addr);
+        let client = Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| {
                 let channel = e.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
             })
-            .map_err(|e| format!("bad raft address {:?} for replica {target}: {e}", node.raft_addr));
+            .map_err(|e| format!("bad raft address {addr:?} for replica {target}: {e}"));
         PeerClient { me: self.me, target, node: node.clone(), client }
     }
 }
