@@ -7,9 +7,11 @@
 //!   and the shell.
 //! - `admin`: operator tools (`status`, `verify`).
 //! - `bench`: the load generator.
+//! - `faults`: the fault harness (kill, pause, partition; linearizability).
 
 pub mod admin;
 pub mod bench;
+pub mod faults;
 pub mod ops;
 pub mod server;
 pub mod up;

@@ -139,7 +139,7 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Found {
     let mut steps: u64 = 0;
     while remaining > 0 {
         steps += 1;
-        if steps % 4096 == 0 && Instant::now() >= deadline {
+        if steps.is_multiple_of(4096) && Instant::now() >= deadline {
             return Found::BudgetExceeded;
         }
         let node = if entry == NONE { None } else { Some(list.nodes[entry]) };
