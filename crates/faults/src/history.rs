@@ -126,13 +126,23 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Record>, FaultsError> {
     Ok(records)
 }
 
+/// A datum as `c<client>.<n>`: the workload numbers each client's writes
+/// from `(client + 1) << 40`.
+pub struct Datum(pub u64);
+
+impl std::fmt::Display for Datum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            u64::MAX => write!(f, "<foreign data>"),
+            d if d >> 40 == 0 => write!(f, "{d}"),
+            d => write!(f, "c{}.{}", (d >> 40) - 1, d & ((1 << 40) - 1)),
+        }
+    }
+}
+
 impl std::fmt::Display for Val {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.data == u64::MAX {
-            write!(f, "v{}:<foreign data>", self.version)
-        } else {
-            write!(f, "v{}:d{}", self.version, self.data)
-        }
+        write!(f, "v{}:{}", self.version, Datum(self.data))
     }
 }
 
@@ -140,10 +150,10 @@ impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Op::Get => write!(f, "get"),
-            Op::Set { data } => write!(f, "set d{data}"),
+            Op::Set { data } => write!(f, "set {}", Datum(*data)),
             Op::Del => write!(f, "del"),
             Op::DelVersion { version } => write!(f, "delVersion v{version}"),
-            Op::TestAndSet { version, data } => write!(f, "testAndSet v{version} -> d{data}"),
+            Op::TestAndSet { version, data } => write!(f, "testAndSet v{version} -> {}", Datum(*data)),
         }
     }
 }

@@ -132,7 +132,8 @@ async fn final_reads(addrs: &[SocketAddr], spec: &RunSpec, start: Instant) -> Ve
     let Ok(client) = Client::new(&list.join(","), opts) else { return Vec::new() };
     let mut out = Vec::new();
     for key in 0..spec.keys {
-        out.push(workload::perform(&client, spec.clients as u32, key, Op::Get, start).await);
+        let who = (spec.clients + spec.replicas) as u32;
+        out.push(workload::perform(&client, who, key, Op::Get, start).await);
     }
     out
 }

@@ -4,7 +4,10 @@
 //!
 //! Each client talks to one replica (client w starts on replica w mod n),
 //! so a deposed or lagging replica is asked too, which is where stale reads
-//! would come from. It uses the client library with a short deadline: the
+//! would come from. Besides the `clients` mixed clients, every replica has
+//! a reader of its own that only reads and never moves: a deposed leader
+//! (paused, partitioned) keeps being asked for as long as it answers. A
+//! client uses the client library with a short deadline: the
 //! library resends a write in its exactly-once session until then, so an
 //! answer, even to a resent write, is exact, and the sessions are tested
 //! as well. An operation without an answer by the deadline is
@@ -121,7 +124,8 @@ impl Chooser {
 /// record (in no particular order), or why a client task failed.
 pub async fn run(spec: &WorkloadSpec, addrs: &[std::net::SocketAddr], start: Instant, stop: Arc<AtomicBool>) -> Result<Vec<Record>, String> {
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..spec.clients {
+    for w in 0..spec.clients + addrs.len() {
+        let reader = w >= spec.clients;
         let addrs = addrs.to_vec();
         let stop = stop.clone();
         let spec = spec.clone();
@@ -134,17 +138,20 @@ pub async fn run(spec: &WorkloadSpec, addrs: &[std::net::SocketAddr], start: Ins
                 next_data: (w as u64 + 1) << 40,
             };
             let opts = ClientOptions { timeout: spec.op_timeout, connect_timeout: Duration::from_millis(500) };
-            let mut home = w % addrs.len();
+            let mut home = if reader { w - spec.clients } else { w % addrs.len() };
             let mut records = Vec::new();
             let mut client = Client::new(&addrs[home].to_string(), opts.clone()).ok();
             while !stop.load(Ordering::Relaxed) {
                 let Some(c) = &client else { break };
-                let (key, op) = chooser.next();
+                let (key, op) = match chooser.next() {
+                    (key, _) if reader => (key, Op::Get),
+                    next => next,
+                };
                 let r = perform(c, w as u32, key, op, start).await;
                 chooser.saw(&r);
                 let failed = !matches!(r.outcome, Outcome::Ok { .. });
                 records.push(r);
-                if failed {
+                if failed && !reader {
                     home = (home + 1) % addrs.len();
                     client = Client::new(&addrs[home].to_string(), opts.clone()).ok();
                 }

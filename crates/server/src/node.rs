@@ -49,7 +49,7 @@ impl Node {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let lock = lock_data_dir(&dir)?;
         if cfg!(feature = "broken-stale-reads") {
-            tracing::warn!("BROKEN BUILD (feature broken-stale-reads): linearizable reads skip read-index; for testing the fault harness only");
+            tracing::warn!("BROKEN BUILD (feature broken-stale-reads): a leader answers reads without read-index; for testing the fault harness only");
         }
         let (purge_tx, purge_rx) = mpsc::unbounded_channel();
 
@@ -142,9 +142,9 @@ impl Node {
 
     /// A linearizable read (read-index), served from the local store.
     pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
-        if cfg!(feature = "broken-stale-reads") {
-            // The deliberately broken build (see Cargo.toml): no read-index,
-            // no forwarding; a deposed or lagging replica answers stale.
+        if cfg!(feature = "broken-stale-reads") && self.leader_elsewhere().is_none() {
+            // The deliberately broken build (see Cargo.toml): a replica that
+            // believes it leads answers without confirming it with a quorum.
             return self.read_local(key);
         }
         self.inner.raft.ensure_linearizable().await.map_err(status::read_error)?;

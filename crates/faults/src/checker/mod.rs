@@ -46,6 +46,7 @@ pub struct KeyVerdict {
     /// invocation order, the last-returning offender marked.
     pub witness: Vec<usize>,
     pub culprit: Option<usize>,
+    /// Time the search took (not counting the witness's).
     pub millis: u64,
 }
 
@@ -104,6 +105,7 @@ fn check_key(records: &[Record], key: u32, deadline: Instant) -> KeyVerdict {
     let started = Instant::now();
     let ops = operations(records, key);
     let found = check_ops(&ops, deadline);
+    let millis = started.elapsed().as_millis() as u64;
     let verdict = match found {
         Found::Linearizable => Verdict::Linearizable,
         Found::NotLinearizable => Verdict::NotLinearizable,
@@ -111,10 +113,10 @@ fn check_key(records: &[Record], key: u32, deadline: Instant) -> KeyVerdict {
     };
     let (witness, culprit) = if verdict == Verdict::NotLinearizable {
         // A few seconds to make it readable; the full history is on disk.
-        let w = shrink::shrink(&ops, Instant::now() + Duration::from_secs(10));
+        let w = shrink::shrink(&ops, Instant::now() + Duration::from_secs(5));
         (w.ops.iter().map(|o| o.record).collect(), w.culprit.map(|o| o.record))
     } else {
         (Vec::new(), None)
     };
-    KeyVerdict { key, ops: ops.len(), verdict, witness, culprit, millis: started.elapsed().as_millis() as u64 }
+    KeyVerdict { key, ops: ops.len(), verdict, witness, culprit, millis }
 }

@@ -12,7 +12,9 @@
 //! operation has been linearized.
 //!
 //! An indeterminate write has no return event: it may be linearized at any
-//! point after its call, or never (left over at the end).
+//! point after its call, or never (left over at the end). It is only
+//! tried where it would change the state: where it would not, leaving it
+//! for later loses nothing.
 //!
 //! The set of linearized operations is kept as a 128-bit Zobrist hash (XOR
 //! of a random word per operation) rather than a bitset, so memory grows
@@ -146,7 +148,11 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Found {
         match node {
             Some(n) if n.is_call => {
                 let o = &ops[n.op];
-                if let Some(next) = model::step(state, o.op, &o.outcome) {
+                // An indeterminate write that would change nothing now is
+                // better left for later (or never): taking it now only
+                // removes options, and would double the states searched.
+                let useless = |next: &State| n.ret.is_none() && *next == state;
+                if let Some(next) = model::step(state, o.op, &o.outcome).filter(|n| !useless(n)) {
                     let h = hash ^ words[n.op];
                     if cache.insert((h, next)) {
                         stack.push((entry, state, hash));
