@@ -48,6 +48,13 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// error means the run could not be carried out, not a violation.
 pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
     let data = spec.out.join("data");
+    // The checker assumes every key starts absent: old data would fail it.
+    if std::fs::read_dir(&data).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(FaultsError::Cluster(format!(
+            "{} already holds a run's data; choose another --out or remove it",
+            data.display()
+        )));
+    }
     std::fs::create_dir_all(&data).map_err(FaultsError::io(format!("cannot create {}", data.display())))?;
     let cluster_spec =
         ClusterSpec { exe: spec.exe.clone(), dir: data.clone(), replicas: spec.replicas, server_args: spec.server_args.clone() };
