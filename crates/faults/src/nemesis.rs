@@ -189,3 +189,38 @@ fn repair(cluster: &mut Cluster, kind: FaultKind, nodes: &[usize], rng: &mut Std
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_touches_at_most_max_faulty_nodes_and_prefers_the_leader() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut on_leader = 0;
+        for _ in 0..1000 {
+            let kind = pick_kind(Scenario::Mixed, &mut rng);
+            let count = rng.random_range(1..=1usize);
+            let nodes = pick_nodes(&mut rng, 3, count, Some(2), kind);
+            let expected = if kind == FaultKind::CutLink { 2 } else { 1 };
+            assert_eq!(nodes.len(), expected, "{kind:?}");
+            let mut distinct = nodes.clone();
+            distinct.dedup();
+            assert_eq!(distinct, nodes);
+            on_leader += usize::from(nodes[0] == 2);
+        }
+        assert!((550..800).contains(&on_leader), "{on_leader}");
+    }
+
+    #[test]
+    fn the_schedule_depends_on_the_seed_alone() {
+        let kinds = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..20).map(|_| pick_kind(Scenario::Mixed, &mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(5), kinds(5));
+        assert_ne!(kinds(5), kinds(6));
+        assert!("broken".parse::<Scenario>().is_err());
+        assert_eq!("partition".parse::<Scenario>(), Ok(Scenario::Partition));
+    }
+}
