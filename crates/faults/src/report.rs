@@ -121,7 +121,14 @@ impl Report {
         let _ = writeln!(t, "ringkv faults: scenario {:?}, seed {}, {:.0} s, {} replicas, {} clients, {} keys, at most {} faulty at once",
             self.scenario, self.seed, self.duration_secs, self.replicas, self.clients, self.keys, self.max_faulty);
         let _ = writeln!(t, "servers: {}", self.binary);
-        let _ = writeln!(t, "\nfaults ({}):", self.faults.len());
+        let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for f in &self.faults {
+            let e = kinds.entry(format!("{:?}", f.kind)).or_default();
+            e.0 += 1;
+            e.1 += usize::from(f.on_leader);
+        }
+        let summary: Vec<String> = kinds.iter().map(|(k, (n, l))| format!("{k} {n} ({l} on the leader)")).collect();
+        let _ = writeln!(t, "\nfaults ({}): {}", self.faults.len(), summary.join(", "));
         for f in &self.faults {
             let leader = if f.on_leader { " (leader)" } else { "" };
             let _ = writeln!(t, "  {:>8.3}s – {:>8.3}s  {:?} {:?}{leader}; {}", f.start_ns as f64 / 1e9, f.end_ns as f64 / 1e9, f.kind, f.nodes, f.repair);
