@@ -169,3 +169,32 @@ impl Config {
         (self.snapshot_interval_secs > 0).then(|| Duration::from_secs(self.snapshot_interval_secs))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"node_id = 0
+raft_listen = "127.0.0.1:8070"
+replicas = [
+  {{ id = 0, addr = "127.0.0.1:7070", raft_addr = "127.0.0.1:8070" }},
+  {{ id = 1, addr = "127.0.0.1:7071", raft_addr = "127.0.0.1:8071" }},
+]
+{extra}"#
+        );
+        let c: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn raft_dial_names_a_peer_in_the_group() {
+        let c = group(r#"raft_dial = [{ id = 1, addr = "127.0.0.1:9071" }]"#).unwrap();
+        assert_eq!(c.raft_dial, [RaftDial { id: 1, addr: "127.0.0.1:9071".into() }]);
+        assert!(group("").unwrap().raft_dial.is_empty());
+        let e = group(r#"raft_dial = [{ id = 5, addr = "127.0.0.1:9075" }]"#).unwrap_err();
+        assert!(e.to_string().contains("raft_dial names replica 5"), "{e}");
+    }
+}

@@ -24,7 +24,8 @@ Starts its own group of `ringkv server` processes (this executable, on free
 loopback ports, data under OUT/data), with a userspace TCP proxy on every
 directed Raft link between replicas. CLIENTS concurrent clients issue random
 get, set, testAndSet, del and delVersion on KEYS keys, each talking to one
-replica, and every operation is recorded: its invocation and return time and
+replica, plus one reader per replica that never moves (so a deposed leader
+keeps being asked), and every operation is recorded: its invocation and return time and
 its answer, or `indeterminate` when it got none within --op-timeout (it may or
 may not have taken effect). Meanwhile the nemesis injects faults on a schedule
 drawn from --seed, one round at a time, never on more than --max-faulty
