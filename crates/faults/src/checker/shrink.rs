@@ -7,8 +7,8 @@
 //! prefix of a linearizable history is linearizable, so failing is
 //! monotonic in the cut and a binary search finds the first failing one;
 //! the operation returning there is the culprit. Then observations (reads
-//! and writes answered as not applied) are dropped one by one while the
-//! rest still fails: dropping an observation only removes constraints, so
+//! and writes answered as not applied) are dropped, in chunks that halve
+//! (delta debugging), while the rest still fails: dropping an observation only removes constraints, so
 //! what remains fails for the reason the full history does. Writes that
 //! took effect are kept: dropping one could fail the rest spuriously.
 
@@ -64,18 +64,23 @@ pub fn shrink(ops: &[Operation], deadline: Instant) -> Witness {
     let Some(&cut) = returns.get(hi) else { return Witness { ops: ops.to_vec(), culprit: None } };
     let culprit = ops.iter().find(|o| o.ret == Some(cut)).cloned();
     let mut kept = prefix(ops, cut);
-    let mut i = kept.len();
-    while i > 0 && Instant::now() < deadline {
-        i -= 1;
-        let is_culprit = culprit.as_ref().is_some_and(|c| c.record == kept[i].record);
-        if is_culprit || !is_observation(&kept[i]) {
-            continue;
+    // Delta debugging over the observations: try dropping them in chunks,
+    // all at once first (often enough: a stale read needs only the writes
+    // around it), halving the chunk when a drop would let the rest pass.
+    let is_culprit = |o: &Operation| culprit.as_ref().is_some_and(|c| c.record == o.record);
+    let mut chunk = kept.iter().filter(|o| is_observation(o) && !is_culprit(o)).count();
+    while chunk > 0 && Instant::now() < deadline {
+        let candidates: Vec<usize> = kept.iter().filter(|o| is_observation(o) && !is_culprit(o)).map(|o| o.record).collect();
+        for group in candidates.chunks(chunk).rev() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let without: Vec<Operation> = kept.iter().filter(|o| !group.contains(&o.record)).cloned().collect();
+            if fails(&without, deadline) {
+                kept = without;
+            }
         }
-        let mut without = kept.clone();
-        without.remove(i);
-        if fails(&without, deadline) {
-            kept = without;
-        }
+        chunk /= 2;
     }
     Witness { ops: kept, culprit }
 }
