@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cmd::{admin, bench, ops, server, up};
+use cmd::{admin, bench, faults, ops, server, up};
 use ringkv_client::{Client, ClientOptions};
 
 const ABOUT: &str = "ringkv: a distributed, versioned key-value store.";
@@ -99,6 +99,8 @@ enum Cmd {
     Verify(admin::VerifyArgs),
     /// Closed-loop load generator: throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    #[command(about = faults::ABOUT, long_about = faults::LONG_ABOUT)]
+    Faults(faults::FaultsArgs),
     #[command(flatten)]
     Op(ops::Op),
 }
@@ -147,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status(args) => admin::status(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Verify(args) => admin::verify(args.clone(), cli.json)?,
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr, cli.json).await?,
+        Cmd::Faults(args) => return faults::run(args.clone()).await,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
             Ok(reply) if cli.json => println!("{}", output::json(&reply)),
             Ok(reply) => println!("{}", output::readable(&reply)),

@@ -59,6 +59,11 @@ pub struct Config {
     /// used so that replicas do not all stand at once.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Where this replica dials a peer's Raft instead of the `raft_addr`
+    /// in the group's membership (which is the same on every replica):
+    /// e.g. through a proxy or a NAT. Empty: dial the membership's address.
+    /// The fault harness puts a proxy on each directed link this way.
+    pub raft_dial: Vec<RaftDial>,
 }
 
 impl Default for Config {
@@ -81,6 +86,7 @@ impl Default for Config {
             heartbeat_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
+            raft_dial: Vec::new(),
         }
     }
 }
@@ -157,6 +163,14 @@ impl RingConfig {
     }
 }
 
+/// Dial peer `id`'s Raft at `addr` (see `Config::raft_dial`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftDial {
+    pub id: u64,
+    pub addr: String,
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -213,6 +227,9 @@ impl Config {
             // before it serves clients: Raft needs its own listener.
             if self.raft_listen.is_none_or(|r| r == self.listen) {
                 return invalid("a replicated server needs raft_listen, on another port than listen");
+            }
+            if let Some(d) = self.raft_dial.iter().find(|d| !ids.contains(&d.id)) {
+                return Err(ConfigError::Invalid(format!("raft_dial names replica {}, which is not in replicas", d.id)));
             }
         }
         Ok(())
@@ -359,5 +376,29 @@ mod tests {
         assert!(refused(&c).contains("max_hops"), "{}", refused(&c));
         let c = Config { position: 1, ..Config::default() };
         assert!(refused(&c).contains("no ring"), "{}", refused(&c));
+    }
+
+    fn group(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"node_id = 0
+raft_listen = "127.0.0.1:8070"
+replicas = [
+  {{ id = 0, addr = "127.0.0.1:7070", raft_addr = "127.0.0.1:8070" }},
+  {{ id = 1, addr = "127.0.0.1:7071", raft_addr = "127.0.0.1:8071" }},
+]
+{extra}"#
+        );
+        let c: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn raft_dial_names_a_peer_in_the_group() {
+        let c = group(r#"raft_dial = [{ id = 1, addr = "127.0.0.1:9071" }]"#).unwrap();
+        assert_eq!(c.raft_dial, [RaftDial { id: 1, addr: "127.0.0.1:9071".into() }]);
+        assert!(group("").unwrap().raft_dial.is_empty());
+        let e = group(r#"raft_dial = [{ id = 5, addr = "127.0.0.1:9075" }]"#).unwrap_err();
+        assert!(e.to_string().contains("raft_dial names replica 5"), "{e}");
     }
 }

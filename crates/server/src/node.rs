@@ -54,6 +54,9 @@ impl Node {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let lock = lock_data_dir(&dir)?;
+        if cfg!(feature = "broken-stale-reads") {
+            tracing::warn!("BROKEN BUILD (feature broken-stale-reads): a leader answers reads without read-index; for testing the fault harness only");
+        }
         let (purge_tx, purge_rx) = mpsc::unbounded_channel();
 
         let (sm, log) = {
@@ -62,7 +65,8 @@ impl Node {
         };
         let store = sm.store();
         let id = config.node_id;
-        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id), log.clone(), sm)
+        let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
+        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id, dial), log.clone(), sm)
             .await
             .context("cannot start raft")?;
         on_raft(raft.clone());
@@ -152,6 +156,11 @@ impl Node {
     /// A linearizable read (read-index, confirmations shared by concurrent
     /// reads), served from the local store.
     pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
+        if cfg!(feature = "broken-stale-reads") && self.leader_elsewhere().is_none() {
+            // The deliberately broken build (see Cargo.toml): a replica that
+            // believes it leads answers without confirming it with a quorum.
+            return self.read_local(key);
+        }
         self.inner.reads.confirm().await.map_err(status::read_error)?;
         self.inner.store.read(key).map_err(status::store_error)
     }

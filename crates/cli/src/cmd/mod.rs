@@ -8,9 +8,11 @@
 //! - `admin`: operator tools (`status`, `verify`); `ring`: the ring view
 //!   that `status` and `up` print.
 //! - `bench`: the load generator.
+//! - `faults`: the fault harness (kill, pause, partition; linearizability).
 
 pub mod admin;
 pub mod bench;
+pub mod faults;
 pub mod ops;
 pub mod ring;
 pub mod server;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use ringkv_server::config::{Config, PositionConfig, Replica, RingConfig};
+use ringkv_server::config::{Config, PositionConfig, RaftDial, Replica, RingConfig};
 use ringkv_ring::Placement;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +34,10 @@ pub struct ServerArgs {
     /// this one included).
     #[arg(long = "replica", value_parser = parse_replica)]
     pub replicas: Vec<Replica>,
+    /// Dial peer ID's Raft at HOST:PORT instead of the address in the
+    /// membership, e.g. through a proxy or NAT (repeat per peer).
+    #[arg(long = "raft-dial", value_parser = parse_dial)]
+    pub raft_dial: Vec<RaftDial>,
     /// Snapshot after this many log entries.
     #[arg(long)]
     pub snapshot_every: Option<u64>,
@@ -87,6 +91,12 @@ fn parse_replica(text: &str) -> Result<Replica, String> {
     Ok(Replica { id, addr, raft_addr: raft })
 }
 
+fn parse_dial(text: &str) -> Result<RaftDial, String> {
+    let (id, addr) = text.split_once('=').ok_or("want ID=HOST:PORT")?;
+    let id = id.parse().map_err(|_| format!("replica id {id:?} is not a number"))?;
+    Ok(RaftDial { id, addr: addr.to_owned() })
+}
+
 impl ServerArgs {
     /// The configuration: defaults, then the file, then the flags.
     pub fn config(&self) -> anyhow::Result<Config> {
@@ -106,6 +116,9 @@ impl ServerArgs {
         }
         if !self.replicas.is_empty() {
             c.replicas = self.replicas.clone();
+        }
+        if !self.raft_dial.is_empty() {
+            c.raft_dial = self.raft_dial.clone();
         }
         self.ring_overrides(&mut c);
         c.resolve();

@@ -8,6 +8,11 @@
 //! own types, postcard-encoded.
 //!
 //! A standalone server is a group of one and never sends anything here.
+//!
+//! A peer is dialled at its `raft_addr` from the membership, unless the
+//! configuration's `raft_dial` names another address for it (a proxy, a
+//! NAT): the membership must be identical on every replica, but the route
+//! from each one to a peer need not be.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,13 +41,15 @@ pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Network {
     me: NodeId,
+    /// Per-peer dial addresses overriding the membership's `raft_addr`.
+    dial: Arc<HashMap<NodeId, String>>,
     /// The channel to each Raft address.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
-    pub fn new(me: NodeId) -> Self {
-        Self { me, channels: Arc::default() }
+    pub fn new(me: NodeId, dial: HashMap<NodeId, String>) -> Self {
+        Self { me, dial: Arc::new(dial), channels: Arc::default() }
     }
 
     /// The channel to `addr`, made on first use.
@@ -70,14 +77,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        let addr = self.dial.get(&target).unwrap_or(&node.raft_addr);
         let client = self
-            .channel(&node.raft_addr)
+            .channel(addr)
             .map(|channel| {
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
             })
-            .map_err(|e| format!("bad raft address {:?} for replica {target}: {e}", node.raft_addr));
+            .map_err(|e| format!("bad raft address {addr:?} for replica {target}: {e}"));
         PeerClient { me: self.me, target, node: node.clone(), client }
     }
 }

@@ -1,0 +1,80 @@
+//! The fault harness can fail: a deliberately broken server (feature
+//! `broken-stale-reads` of ringkv-server: a leader answers reads without
+//! read-index) is caught by the partition scenario, while the real server
+//! passes the same schedule (same seed).
+//!
+//! The broken binary comes from `RINGKV_BROKEN_BIN` (scripts/test builds it
+//! cheaply in the main target dir); without it, this test builds it into
+//! `target/broken` (a full compile the first time).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SEED: &str = "7";
+const DURATION: &str = "20";
+
+fn broken_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RINGKV_BROKEN_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = root.join("target/broken");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-p", "ringkv", "--features", "ringkv-server/broken-stale-reads", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the broken server failed");
+    target.join("debug/ringkv")
+}
+
+fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out"]).arg(out).args(extra);
+    cmd.output().expect("run ringkv faults")
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+#[test]
+fn partition_catches_the_broken_build_and_passes_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_binary();
+    let out = dir.path().join("broken");
+    let run = faults(&broken, &out, &[]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(3), "the broken build was not caught:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let r = report(&out);
+    assert_eq!(r["pass"], false);
+    let stale = r["checked"].as_array().unwrap().iter().filter(|k| k["verdict"] == "not_linearizable").count();
+    assert!(stale > 0, "caught, but not by the linearizability checker:\n{stdout}");
+    assert!(stdout.contains("a failing sub-history"), "no readable witness:\n{stdout}");
+    // The recorded history alone says the same, offline.
+    let check = Command::new(&broken).arg("faults").arg("--check").arg(out.join("history.jsonl")).output().unwrap();
+    assert_eq!(check.status.code(), Some(3));
+    assert!(out.join("timeline.html").exists());
+
+    // The real server, the same schedule: no violation.
+    let real = Path::new(env!("CARGO_BIN_EXE_ringkv"));
+    let out = dir.path().join("real");
+    let run = faults(real, &out, &[]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "the real server failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let r = report(&out);
+    assert!(r["faults"].as_array().unwrap().len() >= 2, "too few faults to mean anything:\n{stdout}");
+    assert!(r["totals"]["ok"].as_u64().unwrap() > 300, "too few operations:\n{stdout}");
+}
+
+#[test]
+fn a_run_refuses_an_out_dir_with_old_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/r0")).unwrap();
+    let run = faults(Path::new(env!("CARGO_BIN_EXE_ringkv")), dir.path(), &[]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("already holds a run's data"));
+}

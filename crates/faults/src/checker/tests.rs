@@ -1,0 +1,262 @@
+//! The checker against histories whose verdict is known, and against a
+//! brute-force checker on small random histories.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{check, check_ops, operations, Found, Operation, Verdict};
+use crate::history::{Op, Outcome, Record, Status, Val};
+use crate::model;
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+fn val(version: i64, data: u64) -> Option<Val> {
+    Some(Val { version, data })
+}
+
+fn ok(status: Status, value: Option<Val>) -> Outcome {
+    Outcome::Ok { status, value }
+}
+
+fn lost() -> Outcome {
+    Outcome::Indeterminate { why: "timeout".into() }
+}
+
+/// An operation from `call` to `ret` (`None`: indeterminate).
+fn op(op: Op, outcome: Outcome, call: u64, ret: Option<u64>) -> Operation {
+    Operation { op, outcome, call, ret, record: 0 }
+}
+
+fn verdict(ops: &[Operation]) -> Found {
+    check_ops(ops, deadline())
+}
+
+use Status::*;
+
+#[test]
+fn sequential_history_is_linearizable() {
+    let h = [
+        op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1)),
+        op(Op::Get, ok(Success, val(1, 1)), 2, Some(3)),
+        op(Op::TestAndSet { version: 1, data: 2 }, ok(Success, val(1, 1)), 4, Some(5)),
+        op(Op::Get, ok(Success, val(2, 2)), 6, Some(7)),
+        op(Op::DelVersion { version: 2 }, ok(Success, val(2, 2)), 8, Some(9)),
+        op(Op::Get, ok(Error, None), 10, Some(11)),
+    ];
+    assert_eq!(verdict(&h), Found::Linearizable);
+}
+
+#[test]
+fn stale_read_is_caught() {
+    // The write of v2 is acknowledged before the read starts; the read
+    // still returns v1.
+    let h = [
+        op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1)),
+        op(Op::TestAndSet { version: 1, data: 2 }, ok(Success, val(1, 1)), 2, Some(3)),
+        op(Op::Get, ok(Success, val(1, 1)), 4, Some(5)),
+    ];
+    assert_eq!(verdict(&h), Found::NotLinearizable);
+    // Overlapping the write instead, the same read is fine.
+    let h = [h[0].clone(), h[1].clone(), op(Op::Get, ok(Success, val(1, 1)), 2, Some(5))];
+    assert_eq!(verdict(&h), Found::Linearizable);
+}
+
+#[test]
+fn lost_update_is_caught() {
+    // Two clients both succeed a testAndSet from version 1: only one can.
+    let h = [
+        op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1)),
+        op(Op::TestAndSet { version: 1, data: 2 }, ok(Success, val(1, 1)), 2, Some(5)),
+        op(Op::TestAndSet { version: 1, data: 3 }, ok(Success, val(1, 1)), 3, Some(6)),
+    ];
+    assert_eq!(verdict(&h), Found::NotLinearizable);
+    // An acknowledged write then missing: the final read sees the old value.
+    let h = [
+        op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1)),
+        op(Op::Del, ok(Success, val(1, 1)), 2, Some(3)),
+        op(Op::Set { data: 4 }, ok(Success, None), 4, Some(5)),
+        op(Op::Get, ok(Error, None), 6, Some(7)),
+    ];
+    assert_eq!(verdict(&h), Found::NotLinearizable);
+}
+
+#[test]
+fn double_applied_test_and_set_is_caught() {
+    // One testAndSet (retried by its client) applied twice: the version
+    // moves by two.
+    let h = [
+        op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1)),
+        op(Op::TestAndSet { version: 1, data: 2 }, ok(Success, val(1, 1)), 2, Some(3)),
+        op(Op::Get, ok(Success, val(3, 2)), 4, Some(5)),
+    ];
+    assert_eq!(verdict(&h), Found::NotLinearizable);
+}
+
+#[test]
+fn indeterminate_writes_may_or_may_not_take_effect() {
+    let set = op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1));
+    let tas = op(Op::TestAndSet { version: 1, data: 2 }, lost(), 2, None);
+    // It took effect, late: long after it gave up.
+    let seen = [set.clone(), tas.clone(), op(Op::Get, ok(Success, val(1, 1)), 10, Some(11)), op(Op::Get, ok(Success, val(2, 2)), 20, Some(21))];
+    assert_eq!(verdict(&seen), Found::Linearizable);
+    // It never took effect.
+    let never = [set.clone(), tas.clone(), op(Op::Get, ok(Success, val(1, 1)), 20, Some(21))];
+    assert_eq!(verdict(&never), Found::Linearizable);
+    // But not before it was invoked.
+    let late = op(Op::TestAndSet { version: 1, data: 2 }, lost(), 3, None);
+    let early = [set.clone(), op(Op::Get, ok(Success, val(2, 2)), 1, Some(2)), late];
+    assert_eq!(verdict(&early), Found::NotLinearizable);
+    // And only once: after it is seen, the old value cannot come back.
+    let flicker = [set, tas, op(Op::Get, ok(Success, val(2, 2)), 10, Some(11)), op(Op::Get, ok(Success, val(1, 1)), 20, Some(21))];
+    assert_eq!(verdict(&flicker), Found::NotLinearizable);
+}
+
+#[test]
+fn a_read_of_a_value_never_written_is_caught() {
+    let h = [op(Op::Get, ok(Success, val(1, 99)), 0, Some(1))];
+    assert_eq!(verdict(&h), Found::NotLinearizable);
+}
+
+#[test]
+fn budget_exceeded_is_not_a_pass() {
+    let h = [op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1))];
+    // The search looks at the clock every few thousand steps: give it a
+    // history that needs more than that, and no time.
+    let mut big = h.to_vec();
+    for i in 0..5000u64 {
+        big.push(op(Op::Get, ok(Success, val(1, 1)), 2 + i, Some(3 + i)));
+    }
+    assert_eq!(check_ops(&big, Instant::now()), Found::BudgetExceeded);
+    let records: Vec<Record> = big
+        .iter()
+        .map(|o| Record { client: 0, key: 0, op: o.op, invoke_ns: o.call, return_ns: o.ret.unwrap_or(u64::MAX), outcome: o.outcome.clone() })
+        .collect();
+    assert_eq!(check(&records, Duration::ZERO)[0].verdict, Verdict::Unknown);
+}
+
+#[test]
+fn a_violation_comes_with_a_small_witness() {
+    let mut records = vec![
+        Record { client: 0, key: 3, op: Op::Set { data: 1 }, invoke_ns: 0, return_ns: 1, outcome: ok(Success, None) },
+        Record { client: 1, key: 3, op: Op::TestAndSet { version: 1, data: 2 }, invoke_ns: 2, return_ns: 3, outcome: ok(Success, val(1, 1)) },
+    ];
+    for i in 0..50 {
+        records.push(Record { client: 2, key: 3, op: Op::Get, invoke_ns: 4 + 2 * i, return_ns: 5 + 2 * i, outcome: ok(Success, val(2, 2)) });
+    }
+    records.push(Record { client: 3, key: 3, op: Op::Get, invoke_ns: 200, return_ns: 201, outcome: ok(Success, val(1, 1)) });
+    for i in 0..50 {
+        records.push(Record { client: 2, key: 3, op: Op::Get, invoke_ns: 300 + 2 * i, return_ns: 301 + 2 * i, outcome: ok(Success, val(2, 2)) });
+    }
+    let v = &check(&records, Duration::from_secs(10))[0];
+    assert_eq!(v.verdict, Verdict::NotLinearizable);
+    assert_eq!(v.culprit, Some(52));
+    assert_eq!(v.witness, vec![0, 1, 52], "the two writes and the stale read");
+}
+
+/// Decides linearizability by trying every order (and every subset of the
+/// indeterminate operations) that respects real time.
+fn brute_force(ops: &[Operation]) -> bool {
+    fn go(ops: &[Operation], done: &mut Vec<bool>, state: model::State) -> bool {
+        if ops.iter().zip(done.iter()).all(|(o, d)| *d || o.ret.is_none()) {
+            return true;
+        }
+        for i in 0..ops.len() {
+            if done[i] {
+                continue;
+            }
+            // Only an operation invoked before every pending one returned
+            // can go next.
+            let minimal = ops.iter().zip(done.iter()).all(|(o, d)| *d || o.ret.is_none_or(|r| r >= ops[i].call));
+            if !minimal {
+                continue;
+            }
+            if let Some(next) = model::step(state, ops[i].op, &ops[i].outcome) {
+                done[i] = true;
+                if go(ops, done, next) {
+                    return true;
+                }
+                done[i] = false;
+            }
+        }
+        false
+    }
+    go(ops, &mut vec![false; ops.len()], None)
+}
+
+/// A random history of a few clients on one key: executed on the model at
+/// random points inside each operation's interval (so linearizable), then
+/// with probability one half one answer is replaced by a random one.
+fn random_history(rng: &mut StdRng) -> Vec<Operation> {
+    let n = rng.random_range(1..=7);
+    let mut ops = Vec::new();
+    let mut points = Vec::new();
+    for i in 0..n {
+        let call = rng.random_range(0..40u64);
+        let ret = call + rng.random_range(1..20u64);
+        let data = i as u64 + 1;
+        let version = rng.random_range(1..=3);
+        let o = match rng.random_range(0..5) {
+            0 => Op::Get,
+            1 => Op::Set { data },
+            2 => Op::Del,
+            3 => Op::DelVersion { version },
+            _ => Op::TestAndSet { version, data },
+        };
+        points.push((rng.random_range(call..ret), i));
+        ops.push(op(o, lost(), call, Some(ret)));
+    }
+    points.sort_unstable();
+    let mut state = None;
+    for (_, i) in points {
+        let (status, value, next) = model::apply(state, ops[i].op);
+        ops[i].outcome = ok(status, value);
+        state = next;
+    }
+    for o in ops.iter_mut() {
+        if o.op.is_write() && rng.random_bool(0.15) {
+            o.ret = None;
+            o.outcome = lost();
+        }
+    }
+    if rng.random_bool(0.5) {
+        let i = rng.random_range(0..ops.len());
+        if ops[i].ret.is_some() {
+            let status = [Success, Error, ErrorNe, ErrorWv][rng.random_range(0..4)];
+            let value = rng.random_bool(0.7).then(|| Val { version: rng.random_range(1..=3), data: rng.random_range(1..=7) });
+            ops[i].outcome = ok(status, value);
+        }
+    }
+    ops
+}
+
+#[test]
+fn agrees_with_brute_force_on_random_histories() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let (mut yes, mut no) = (0, 0);
+    for case in 0..3000 {
+        let h = random_history(&mut rng);
+        let expected = brute_force(&h);
+        let found = verdict(&h);
+        assert_eq!(found == Found::Linearizable, expected, "case {case}: {h:#?}");
+        if expected { yes += 1 } else { no += 1 }
+    }
+    // Both kinds must be well represented for the comparison to mean much.
+    assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
+}
+
+#[test]
+fn operations_leave_out_what_had_no_effect() {
+    let records = vec![
+        Record { client: 0, key: 1, op: Op::Get, invoke_ns: 0, return_ns: 1, outcome: lost() },
+        Record { client: 0, key: 1, op: Op::Set { data: 1 }, invoke_ns: 2, return_ns: 3, outcome: Outcome::Fail { why: "bad".into() } },
+        Record { client: 0, key: 1, op: Op::Set { data: 2 }, invoke_ns: 4, return_ns: 5, outcome: lost() },
+        Record { client: 0, key: 2, op: Op::Get, invoke_ns: 6, return_ns: 7, outcome: ok(Error, None) },
+    ];
+    let ops = operations(&records, 1);
+    assert_eq!(ops.len(), 1);
+    assert_eq!((ops[0].record, ops[0].ret), (2, None));
+}

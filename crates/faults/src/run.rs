@@ -1,0 +1,181 @@
+//! One run, start to verdict: start the group, drive the workload while
+//! the nemesis works, repair everything, wait for the group, read every
+//! key, compare the replicas, check the history, write the artifacts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringkv_client::{Client, ClientOptions};
+
+use crate::checker;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::history::{self, Op, Record};
+use crate::nemesis::{self, NemesisSpec, Scenario};
+use crate::report::{Convergence, Report, ReplicaEnd};
+use crate::workload::{self, WorkloadSpec};
+use crate::FaultsError;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub scenario: Scenario,
+    pub duration: Duration,
+    pub seed: u64,
+    pub clients: usize,
+    pub keys: u32,
+    pub replicas: usize,
+    pub max_faulty: usize,
+    pub op_timeout: Duration,
+    /// Time the checker may take, all keys together.
+    pub check_budget: Duration,
+    /// Where the artifacts (and, under `data/`, the servers' directories)
+    /// go.
+    pub out: PathBuf,
+    /// The `ringkv` executable the servers run.
+    pub exe: PathBuf,
+    /// Keep the servers' data directories after a passing run.
+    pub keep_data: bool,
+    pub server_args: Vec<String>,
+}
+
+/// How long the group gets to settle after the last fault.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs `spec` and returns its report (also written to `spec.out`). An
+/// error means the run could not be carried out, not a violation.
+pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
+    let data = spec.out.join("data");
+    // The checker assumes every key starts absent: old data would fail it.
+    if std::fs::read_dir(&data).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(FaultsError::Cluster(format!(
+            "{} already holds a run's data; choose another --out or remove it",
+            data.display()
+        )));
+    }
+    std::fs::create_dir_all(&data).map_err(FaultsError::io(format!("cannot create {}", data.display())))?;
+    let cluster_spec =
+        ClusterSpec { exe: spec.exe.clone(), dir: data.clone(), replicas: spec.replicas, server_args: spec.server_args.clone() };
+    let mut cluster = Cluster::start(&cluster_spec).await?;
+    let addrs = cluster.addrs();
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload_spec = WorkloadSpec { clients: spec.clients, keys: spec.keys, op_timeout: spec.op_timeout, seed: spec.seed };
+    let clients = {
+        let (stop, addrs) = (stop.clone(), addrs.clone());
+        tokio::spawn(async move { workload::run(&workload_spec, &addrs, start, stop).await })
+    };
+    let nemesis_spec =
+        NemesisSpec { scenario: spec.scenario, duration: spec.duration, seed: spec.seed, max_faulty: spec.max_faulty };
+    let faults = nemesis::run(&mut cluster, &nemesis_spec, start).await;
+    if faults.is_err() {
+        let _ = cluster.heal_all();
+    }
+    tokio::time::sleep((start + spec.duration).saturating_duration_since(Instant::now())).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut records = match clients.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(why)) => return Err(FaultsError::Cluster(why)),
+        Err(e) => return Err(FaultsError::Cluster(format!("the workload failed: {e}"))),
+    };
+    let faults = faults?;
+    let workload_ns = start.elapsed().as_nanos() as u64;
+
+    let mut violations = Vec::new();
+    if let Err(e) = cluster.wait_ready(SETTLE).await {
+        violations.push(format!("the group did not recover after the faults were repaired: {e}"));
+    }
+    let final_reads = final_reads(&addrs, spec, start).await;
+    for r in &final_reads {
+        if !matches!(r.outcome, history::Outcome::Ok { .. }) {
+            violations.push(format!("final read of key {} got no answer: {}", r.key, r.outcome));
+        }
+    }
+    records.extend(final_reads);
+    records.sort_by_key(|r| (r.invoke_ns, r.client));
+    let convergence = converge(&mut cluster).await;
+    if !convergence.identical {
+        violations.push(format!("replicas differ after the run: {}", convergence.detail));
+    }
+    for r in &convergence.replicas {
+        if !r.recovered {
+            violations.push(format!("replica {} (restarted {} times) did not recover", r.id, r.restarts));
+        }
+    }
+    cluster.stop();
+
+    let budget = spec.check_budget;
+    let checked = {
+        let records = records.clone();
+        tokio::task::spawn_blocking(move || checker::check(&records, budget))
+            .await
+            .map_err(|e| FaultsError::Cluster(format!("the checker failed: {e}")))?
+    };
+    for k in &checked {
+        match k.verdict {
+            checker::Verdict::Linearizable => {}
+            checker::Verdict::NotLinearizable => violations.push(format!("key {}: not linearizable", k.key)),
+            checker::Verdict::Unknown => {
+                violations.push(format!("key {}: no verdict within the checker's budget ({budget:?})", k.key))
+            }
+        }
+    }
+    let report = Report::new(spec, faults, &records, checked, convergence, violations, workload_ns);
+    report.write(&spec.out, &records)?;
+    if report.pass && !spec.keep_data {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    Ok(report)
+}
+
+/// After the faults: every key read once (linearizable, with a long
+/// deadline) by a client of its own; these reads join the history, so an
+/// acknowledged write that went missing makes it non-linearizable.
+async fn final_reads(addrs: &[SocketAddr], spec: &RunSpec, start: Instant) -> Vec<Record> {
+    let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let opts = ClientOptions { timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(1), ring: false };
+    let Ok(client) = Client::new(&list.join(","), opts) else { return Vec::new() };
+    let mut out = Vec::new();
+    for key in 0..spec.keys {
+        let who = (spec.clients + spec.replicas) as u32;
+        out.push(workload::perform(&client, who, key, Op::Get, start).await);
+    }
+    out
+}
+
+/// Waits until every replica answers with the same applied index and the
+/// same state digest, or the settle time passes.
+async fn converge(cluster: &mut Cluster) -> Convergence {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut ends = Vec::new();
+        for i in 0..cluster.replicas.len() {
+            let exited = cluster.exited(i);
+            let status = cluster.status(i, true, Duration::from_secs(5)).await;
+            let r = &cluster.replicas[i];
+            ends.push(ReplicaEnd {
+                id: i,
+                restarts: r.restarts,
+                recovered: exited.is_none() && status.is_some(),
+                applied_index: status.as_ref().map(|s| s.applied_index),
+                digest_index: status.as_ref().map(|s| s.digest_index),
+                digest: status.as_ref().and_then(|s| s.digest.clone()),
+                keys: status.as_ref().map(|s| s.keys),
+                exited,
+            });
+        }
+        let first = (ends[0].digest_index, ends[0].digest.clone());
+        let identical = ends.iter().all(|e| e.recovered && e.digest.is_some() && (e.digest_index, e.digest.clone()) == first);
+        if identical || Instant::now() > deadline {
+            let detail = ends
+                .iter()
+                .map(|e| format!("r{}: index {:?} digest {:?}", e.id, e.digest_index, e.digest))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Convergence { identical, detail, replicas: ends };
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
