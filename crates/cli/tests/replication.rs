@@ -111,7 +111,7 @@ async fn leader_kill_fails_over_and_loses_nothing() {
     // The bar is "elected and serving within 1 s"; the worst case gets
     // headroom for a loaded CI machine, the median does not.
     assert!(failovers[2] < Duration::from_secs(1), "median failover over 1 s: {failovers:?}");
-    assert!(failovers[4] < Duration::from_secs(2), "worst failover over 2 s: {failovers:?}");
+    assert!(failovers[4] < Duration::from_secs(3), "worst failover over 3 s: {failovers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
