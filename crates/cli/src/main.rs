@@ -142,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shell = shell::Shell::open()?;
             let (client, shown) = (client(&cli)?, cli.addr.join(", "));
             tokio::select! {
-                r = shell.run(&client, &shown, cli.json) => r?,
+                r = shell.run(&client, &shown, &cli.addr, cli.json) => r?,
                 _ = signal::terminate() => {}
             }
         }

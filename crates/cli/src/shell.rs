@@ -21,6 +21,7 @@ use ringkv_client::Client;
 use rustyline::error::ReadlineError;
 
 use crate::cmd::ops::Op;
+use crate::cmd::ring::RingView;
 use crate::{output, signal};
 use reader::Reader;
 
@@ -32,6 +33,7 @@ commands (KEY: decimal or 0x-hex integer, may be negative, any size;
   del KEY [VERSION]               remove (only at VERSION)        e.g.  del 42 2
   tas KEY DATA VERSION [TIMESTAMP]  replace if at VERSION         e.g.  tas 42 \"hello again\" 1
   (--version V and --timestamp T work too; TIMESTAMP defaults to now, in ms)
+  status                          the ring and every replica's role, term and indexes
   COMMAND --help                  details of one command
   help                            this text
   quit | exit | Ctrl-D            leave";
@@ -50,6 +52,7 @@ enum Action {
     Nothing,
     Quit,
     Help,
+    Status,
     Say(String),
     Run(Op),
 }
@@ -65,6 +68,7 @@ fn interpret(line: &str) -> Action {
         "" => return Action::Nothing,
         "quit" | "exit" => return Action::Quit,
         "help" | "?" => return Action::Help,
+        "status" => return Action::Status,
         _ => {}
     }
     let Some(words) = shlex::split(line) else {
@@ -91,8 +95,8 @@ impl Shell {
     }
 
     /// Runs the shell against `client` until the user leaves. `addr` is
-    /// only shown in the greeting.
-    pub async fn run(self, client: &Client, addr: &str, json: bool) -> anyhow::Result<()> {
+    /// only shown in the greeting; `status` asks the servers at `seeds`.
+    pub async fn run(self, client: &Client, addr: &str, seeds: &[String], json: bool) -> anyhow::Result<()> {
         let mut reader = self.reader;
         println!("ringkv shell, connected to {addr}. Type help for the commands, Ctrl-D to leave.");
         loop {
@@ -110,6 +114,11 @@ impl Shell {
                 Action::Quit => break,
                 Action::Help => println!("{HELP}"),
                 Action::Say(text) => println!("{text}"),
+                Action::Status => match RingView::fetch(seeds, false).await {
+                    Ok(view) if json => println!("{}", view.json()),
+                    Ok(view) => view.print(),
+                    Err(e) => println!("error: {e:#}"),
+                },
                 Action::Run(op) => tokio::select! {
                     result = op.run(client) => match result {
                         Ok(reply) if json => println!("{}", output::json(&reply)),
@@ -135,6 +144,7 @@ mod tests {
         assert_eq!(interpret(" quit "), Action::Quit);
         assert_eq!(interpret("exit"), Action::Quit);
         assert_eq!(interpret("help"), Action::Help);
+        assert_eq!(interpret(" status"), Action::Status);
         assert!(matches!(interpret("set 1 'two words'"), Action::Run(Op::Set { data, .. }) if data == "two words"));
         assert!(matches!(interpret("test-and-set 1 x 2"), Action::Run(Op::Tas { .. })));
         assert!(matches!(interpret("set 1 \"open"), Action::Say(s) if s.contains("quotes")));

@@ -153,7 +153,7 @@ async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], 
         } else {
             (Client::new(&all[0], ClientOptions::default())?, all[0].clone())
         };
-        let shell = shell.run(&client, &shown, json);
+        let shell = shell.run(&client, &shown, &all, json);
         // Ctrl-C is the shell's (it cancels a command); leaving the shell or
         // SIGTERM stops the cluster.
         let term = crate::signal::terminate();
