@@ -159,6 +159,9 @@ impl Server {
         }
     }
 
+    /// Ready means every process listens (a server binds its client port
+    /// only once recovered) and a read is answered: a test's raw stub,
+    /// spread over every address, must not meet a replica still starting.
     async fn try_launch(&mut self) -> Result<(), String> {
         for p in &mut self.procs {
             assert!(p.child.is_none(), "server already running");
@@ -167,7 +170,8 @@ impl Server {
         let client = self.client();
         let started = Instant::now();
         loop {
-            if client.get(&BigInt::from(0)).await.is_ok() {
+            let all_listen = self.procs.iter().all(|p| std::net::TcpStream::connect(&p.addr).is_ok());
+            if all_listen && client.get(&BigInt::from(0)).await.is_ok() {
                 return Ok(());
             }
             for p in &mut self.procs {
