@@ -14,3 +14,4 @@ pub mod server;
 pub mod service;
 pub mod sm;
 pub mod verify;
+pub mod write_batch;

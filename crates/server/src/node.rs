@@ -16,6 +16,7 @@ use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{self, NodeId, Raft};
 use crate::read_batch::ReadBatcher;
+use crate::write_batch::WriteBatcher;
 use crate::service::status::{self, Unserved};
 use crate::sm::command::Reply;
 use crate::sm::session::Request;
@@ -37,6 +38,8 @@ struct Inner {
     raft: Raft,
     /// Linearizable reads share leadership confirmations (read_batch.rs).
     reads: ReadBatcher<Option<types::LogId>, ReadError>,
+    /// Writes share log entries (write_batch.rs).
+    writes: WriteBatcher,
     store: KvStore,
     config: Config,
     log: LogStore,
@@ -97,7 +100,8 @@ impl Node {
                 async move { raft.ensure_linearizable().await }
             })
         };
-        let node = Node { inner: Arc::new(Inner { raft, reads, store, config, log, _lock: lock }) };
+        let writes = WriteBatcher::new(raft.clone());
+        let node = Node { inner: Arc::new(Inner { raft, reads, writes, store, config, log, _lock: lock }) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -149,8 +153,7 @@ impl Node {
 
     /// Commits a write and returns the state machine's answer.
     pub async fn write(&self, req: Request) -> Result<Reply, Unserved> {
-        let resp = self.inner.raft.client_write(req).await.map_err(status::write_error)?;
-        Ok(resp.data)
+        self.inner.writes.write(req).await
     }
 
     /// A linearizable read (read-index, confirmations shared by concurrent

@@ -123,9 +123,9 @@ fn replay(state: State, entries: &[crate::raft::types::Entry], from: u64, to: u6
         if e.log_id.index != next {
             return Err(VerifyError::Mismatch(format!("log is missing index {next} (needed up to {to})")));
         }
-        if let EntryPayload::Normal(req) = &e.payload {
+        if let EntryPayload::Normal(p) = &e.payload {
             // Infallible: the model store cannot fail.
-            let _ = session::apply(&mut store, e.log_id.index, req.clone());
+            let _ = session::apply_all(&mut store, e.log_id.index, p.0.clone());
         }
         next += 1;
     }

@@ -155,7 +155,7 @@ async fn send(
 /// Roughly how many bytes an entry takes on the wire.
 fn entry_bytes(e: &super::types::Entry) -> usize {
     match &e.payload {
-        openraft::EntryPayload::Normal(req) => 64 + req.cmd.size_hint(),
+        openraft::EntryPayload::Normal(p) => 64 + p.0.iter().map(|req| 32 + req.cmd.size_hint()).sum::<usize>(),
         _ => 256,
     }
 }

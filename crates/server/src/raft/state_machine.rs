@@ -14,7 +14,7 @@ use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuil
 use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::sm::command::{Reply, Status};
+use crate::sm::command::Reply;
 use crate::sm::snapshot::{self, SnapshotError};
 use crate::sm::store::{KvStore, StoreError};
 
@@ -155,18 +155,18 @@ fn join_err(e: tokio::task::JoinError) -> StorageError {
 }
 
 /// Applies a batch in one LMDB transaction and answers each entry.
-fn apply_batch(store: &KvStore, entries: Vec<Entry>) -> Result<Vec<Reply>, StoreError> {
+fn apply_batch(store: &KvStore, entries: Vec<Entry>) -> Result<Vec<Vec<Reply>>, StoreError> {
     let mut batch = store.batch()?;
     let mut replies = Vec::with_capacity(entries.len());
     for entry in entries {
         batch.set_applied(&entry.log_id)?;
         let reply = match entry.payload {
-            EntryPayload::Normal(req) => batch.apply_request(entry.log_id.index, req)?,
+            EntryPayload::Normal(p) => batch.apply_requests(entry.log_id.index, p.0)?,
             EntryPayload::Membership(m) => {
                 batch.set_membership(&StoredMembership::new(Some(entry.log_id), m))?;
-                Reply { status: Status::Success, value: None }
+                Vec::new()
             }
-            EntryPayload::Blank => Reply { status: Status::Success, value: None },
+            EntryPayload::Blank => Vec::new(),
         };
         replies.push(reply);
     }
@@ -181,7 +181,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.shared.store.current_applied_state().map_err(|e| store_err(ErrorVerb::Read, e))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Reply>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

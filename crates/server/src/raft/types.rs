@@ -26,11 +26,16 @@ impl fmt::Display for Node {
     }
 }
 
+/// What one log entry carries: client writes batched together
+/// (`write_batch.rs`), applied in order, each answered on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal(pub Vec<Request>);
+
 openraft::declare_raft_types!(
     /// ringkv's Raft types.
     pub TypeConfig:
-        D = Request,
-        R = Reply,
+        D = Proposal,
+        R = Vec<Reply>,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,

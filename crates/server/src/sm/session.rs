@@ -55,9 +55,27 @@ pub trait SessionStore: Store {
 
 /// Applies the request at log index `index`: once per (client, sequence).
 pub fn apply<S: SessionStore>(store: &mut S, index: u64, req: Request) -> Result<Reply, S::Error> {
-    if index.is_multiple_of(SWEEP_EVERY) {
-        store.expire_clients(req.time_ms.saturating_sub(SESSION_TTL_MS))?;
+    sweep(store, index, req.time_ms)?;
+    apply_one(store, req)
+}
+
+/// Applies the requests of the entry at log index `index`, in order.
+pub fn apply_all<S: SessionStore>(store: &mut S, index: u64, reqs: Vec<Request>) -> Result<Vec<Reply>, S::Error> {
+    if let Some(first) = reqs.first() {
+        sweep(store, index, first.time_ms)?;
     }
+    reqs.into_iter().map(|req| apply_one(store, req)).collect()
+}
+
+/// Forgets idle clients every `SWEEP_EVERY` entries.
+fn sweep<S: SessionStore>(store: &mut S, index: u64, time_ms: u64) -> Result<(), S::Error> {
+    if index.is_multiple_of(SWEEP_EVERY) {
+        store.expire_clients(time_ms.saturating_sub(SESSION_TTL_MS))?;
+    }
+    Ok(())
+}
+
+fn apply_one<S: SessionStore>(store: &mut S, req: Request) -> Result<Reply, S::Error> {
     let Some(s) = req.session else {
         return command::apply(store, req.cmd);
     };

@@ -178,6 +178,11 @@ impl Batch<'_> {
         session::apply(self, index, req)
     }
 
+    /// Applies the requests of the entry at `index`, in order.
+    pub fn apply_requests(&mut self, index: u64, reqs: Vec<Request>) -> Result<Vec<Reply>, StoreError> {
+        session::apply_all(self, index, reqs)
+    }
+
     /// Removes every key and session (before loading a snapshot).
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.store.data.clear(&mut self.txn)?;
