@@ -11,8 +11,13 @@ use std::path::{Path, PathBuf};
 
 use crate::raft::types::Entry;
 
-/// The first bytes of every segment file.
-pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"RKVLOG01";
+/// The first bytes of every segment file; the last two digits are the
+/// format of the entries. Format 02: an entry carries a batch of client
+/// writes (`raft::types::Proposal`).
+pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"RKVLOG02";
+/// Earlier formats, recognised to refuse them by name: 01 held one write per
+/// entry, which format 02's decoder would misread rather than reject.
+pub(super) const OLD_SEGMENT_MAGICS: [&[u8; 8]; 1] = [b"RKVLOG01"];
 /// Length of the segment header ([`SEGMENT_MAGIC`]).
 pub(super) const SEGMENT_HEADER_LEN: u64 = SEGMENT_MAGIC.len() as u64;
 /// Length of a record header: payload length and checksum.
@@ -59,6 +64,7 @@ impl Header {
 pub(super) enum RecordFault {
     Checksum,
     Decode(postcard::Error),
+    Trailing(usize),
 }
 
 impl std::fmt::Display for RecordFault {
@@ -66,6 +72,7 @@ impl std::fmt::Display for RecordFault {
         match self {
             RecordFault::Checksum => f.write_str("checksum mismatch"),
             RecordFault::Decode(e) => write!(f, "entry does not decode: {e}"),
+            RecordFault::Trailing(n) => write!(f, "entry has {n} bytes after its end"),
         }
     }
 }
@@ -75,7 +82,12 @@ pub(super) fn decode(header: Header, payload: &[u8]) -> Result<Entry, RecordFaul
     if crc32fast::hash(payload) != header.crc {
         return Err(RecordFault::Checksum);
     }
-    postcard::from_bytes(payload).map_err(RecordFault::Decode)
+    // Every byte must belong to the entry: a payload that decodes with bytes
+    // left over was written in another format.
+    match postcard::take_from_bytes(payload).map_err(RecordFault::Decode)? {
+        (entry, []) => Ok(entry),
+        (_, rest) => Err(RecordFault::Trailing(rest.len())),
+    }
 }
 
 /// Decodes one complete record read back from a known location: the header

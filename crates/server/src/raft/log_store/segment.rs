@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 use super::meta::{self, LogMeta};
-use super::record::{self, Header, RecordFault, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{self, Header, RecordFault, OLD_SEGMENT_MAGICS, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use super::state::Slot;
 use super::LogError;
 use crate::raft::types::Entry;
@@ -174,7 +174,18 @@ fn scan_segment(
         }
         return Err(corrupt(path, 0, "segment header cut short".into()));
     }
-    if &buf[..SEGMENT_HEADER_LEN as usize] != SEGMENT_MAGIC {
+    let magic = &buf[..SEGMENT_HEADER_LEN as usize];
+    if OLD_SEGMENT_MAGICS.iter().any(|old| magic == &old[..]) {
+        let found = String::from_utf8_lossy(magic);
+        let why = format!(
+            "log format {found} was written by an older ringkv; this build reads {}: \
+             start this replica on an empty data directory (it catches up from its group) \
+             or run the older build",
+            String::from_utf8_lossy(SEGMENT_MAGIC)
+        );
+        return Err(corrupt(path, 0, why));
+    }
+    if magic != SEGMENT_MAGIC {
         return Err(corrupt(path, 0, "bad magic".into()));
     }
     let mut pos = SEGMENT_HEADER_LEN;

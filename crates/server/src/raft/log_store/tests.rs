@@ -279,6 +279,21 @@ async fn corruption_in_the_middle_stops_open() {
 }
 
 #[tokio::test]
+async fn a_log_of_an_older_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = LogStore::open(dir.path(), opts(1, 1 << 20)).unwrap();
+        store.blocking_append(entries(1, 0..3)).await.unwrap();
+    }
+    let first = &segments(dir.path())[0];
+    let mut bytes = fs::read(first).unwrap();
+    bytes[..8].copy_from_slice(b"RKVLOG01");
+    fs::write(first, bytes).unwrap();
+    let err = LogStore::open(dir.path(), LogOptions::default()).err().expect("old format").to_string();
+    assert!(err.contains("RKVLOG01") && err.contains("older ringkv"), "{err}");
+}
+
+#[tokio::test]
 async fn bad_magic_and_index_gap_stop_open() {
     let dir = tempfile::tempdir().unwrap();
     {
