@@ -4,6 +4,7 @@
 //! converts between big integers and their wire form. Both server and client
 //! depend on this crate so that the contract is defined exactly once.
 
+pub mod headers;
 pub mod key;
 
 /// Generated protobuf messages and gRPC stubs of package `ringkv.v1`.

@@ -25,10 +25,7 @@ use tonic::transport::Channel;
 
 use crate::ClientError;
 
-/// Reply header: forwarding hops the request took.
-pub const HOPS: &str = "ringkv-hops";
-/// Reply header: the answering group's leader.
-pub const LEADER: &str = "ringkv-leader";
+pub use ringkv_api::headers::{HOPS, LEADER};
 /// How long after a failed or suspect map the next fetch may happen.
 const REFETCH_AFTER: Duration = Duration::from_secs(1);
 

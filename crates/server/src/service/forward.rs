@@ -29,9 +29,7 @@ use tonic::{Request, Response, Status};
 /// The request header that marks a request forwarded to a leader.
 pub const FORWARDED: &str = "ringkv-forwarded";
 
-/// Request metadata: hops taken so far. Reply header: hops taken from the
-/// answering node on (0 when it served the request itself).
-pub const HOPS: &str = "ringkv-hops";
+pub use ringkv_api::headers::HOPS;
 
 /// How long a forwarded call may take before the follower gives up.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);

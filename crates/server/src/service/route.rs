@@ -28,9 +28,7 @@ use super::status::{self, InputError};
 use crate::config::Replica;
 use crate::node::Node;
 
-/// Reply header: the client address of the leader of the group that
-/// answered (as the answering replica knows it).
-pub const LEADER: &str = "ringkv-leader";
+pub use ringkv_api::headers::LEADER;
 
 type Answer = Result<Response<pb::Reply>, Status>;
 
