@@ -7,9 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = ["ringkv/v1/kv.proto", "ringkv/v1/raft.proto", "ringkv/v1/admin.proto"];
     let fds = protox::compile(files, [&root])?;
-    tonic_prost_build::configure()
-        .bytes(".ringkv.v1")
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().bytes(".ringkv.v1").compile_fds(fds)?;
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

@@ -28,10 +28,9 @@ pub fn encode_key(key: &BigInt) -> Vec<u8> {
 pub fn validate_key(bytes: &[u8]) -> Result<(), KeyError> {
     match bytes {
         [] => Err(KeyError::Empty),
-        [first, second, ..] if redundant_sign_byte(*first, *second) => Err(KeyError::NotMinimal {
-            first: *first,
-            second: *second,
-        }),
+        [first, second, ..] if redundant_sign_byte(*first, *second) => {
+            Err(KeyError::NotMinimal { first: *first, second: *second })
+        }
         _ => Ok(()),
     }
 }

@@ -124,7 +124,9 @@ async fn preload<C: Conn>(args: &BenchArgs, conns: &[C], value: &Bytes) -> anyho
         workers.push(tokio::spawn(async move {
             let mut k = w;
             while k < keys {
-                conn.insert(key_bytes(k, key_size), value.clone()).await.with_context(|| format!("preloading key {k}"))?;
+                conn.insert(key_bytes(k, key_size), value.clone())
+                    .await
+                    .with_context(|| format!("preloading key {k}"))?;
                 k += PRELOAD_CONCURRENCY;
             }
             anyhow::Ok(())
@@ -156,7 +158,8 @@ enum Done {
 
 impl<C: Conn> Task<C> {
     async fn run(mut self) -> Tally {
-        let mut tally = Tally { hist: Histogram::new(3).expect("3 significant digits is valid"), errors: 0, conflicts: 0 };
+        let mut tally =
+            Tally { hist: Histogram::new(3).expect("3 significant digits is valid"), errors: 0, conflicts: 0 };
         while !self.shared.stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let result = self.one().await;

@@ -86,9 +86,24 @@ impl BenchResult {
             "{:?} {:?}: {} clients over {} connections, {} keys ({:?}), {}-byte keys, {}-byte values\n\
              {:.0} ops/s over {:.1}s ({} ops, {} errors, {} conflicts)\n\
              latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-            self.target, self.workload, self.clients, self.connections, self.keys, self.distribution,
-            self.key_size, self.value_size, self.ops_per_s, self.seconds, self.ops, self.errors, self.conflicts,
-            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+            self.target,
+            self.workload,
+            self.clients,
+            self.connections,
+            self.keys,
+            self.distribution,
+            self.key_size,
+            self.value_size,
+            self.ops_per_s,
+            self.seconds,
+            self.ops,
+            self.errors,
+            self.conflicts,
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms
         );
         if let Some(e) = &self.first_error {
             s.push_str(&format!("\nfirst error: {e}"));

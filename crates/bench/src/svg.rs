@@ -34,7 +34,10 @@ pub fn render(r: &BenchResult) -> String {
     let x = |pct: f64| LEFT + nines(pct) / MAX_NINES * pw;
     let y = |ms: f64| TOP + ph - ms / max_ms * ph;
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#
+    );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         s,
@@ -52,8 +55,14 @@ pub fn render(r: &BenchResult) -> String {
         let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##, LEFT + pw);
         let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{ms:.2}</text>"#, LEFT - 5.0, py + 4.0);
     }
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, LEFT + pw / 2.0, H - 5.0);
-    let _ = writeln!(s, r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">latency (ms)</text>"#, TOP + ph / 2.0, TOP + ph / 2.0);
+    let _ =
+        writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, LEFT + pw / 2.0, H - 5.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">latency (ms)</text>"#,
+        TOP + ph / 2.0,
+        TOP + ph / 2.0
+    );
     let points: Vec<String> = r.percentiles.iter().map(|&(p, ms)| format!("{:.1},{:.1}", x(p), y(ms))).collect();
     let _ = writeln!(s, r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##, points.join(" "));
     s.push_str("</svg>\n");

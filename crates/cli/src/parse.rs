@@ -44,15 +44,14 @@ pub fn version(text: &str) -> anyhow::Result<i64> {
 /// A timestamp: any signed 64-bit integer; by convention milliseconds since
 /// the Unix epoch, but the server stores it without looking.
 pub fn timestamp(text: &str) -> anyhow::Result<i64> {
-    text.parse()
-        .map_err(|_| anyhow!("timestamp {text:?} is not an integer (milliseconds since the Unix epoch, e.g. 1700000000000)"))
+    text.parse().map_err(|_| {
+        anyhow!("timestamp {text:?} is not an integer (milliseconds since the Unix epoch, e.g. 1700000000000)")
+    })
 }
 
 /// Milliseconds since the Unix epoch: the default timestamp.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

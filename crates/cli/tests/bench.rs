@@ -32,7 +32,12 @@ async fn every_workload_runs_against_a_live_server() {
     let dir = tempfile::tempdir().unwrap();
     let set = bench(&server, dir.path(), "set", &["--workload", "set", "--clients", "4", "--ops", "200"]);
     assert!(set["ops"].as_u64().unwrap() >= 200);
-    bench(&server, dir.path(), "mixed", &["--workload", "mixed", "--clients", "8", "--duration", "1", "--distribution", "zipfian"]);
+    bench(
+        &server,
+        dir.path(),
+        "mixed",
+        &["--workload", "mixed", "--clients", "8", "--duration", "1", "--distribution", "zipfian"],
+    );
     for w in ["get", "get-serializable", "tas"] {
         bench(&server, dir.path(), w, &["--workload", w, "--clients", "8", "--duration", "0.5", "--no-preload"]);
     }
@@ -47,7 +52,8 @@ async fn every_workload_runs_against_a_live_server() {
 fn etcd_target_against_a_non_etcd_port_fails_cleanly() {
     let port = common::free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
-    let (code, _, err) = ringkv(&["bench", "--target", "etcd", "--addr", &addr, "--workload", "get", "--duration", "0.5"]);
+    let (code, _, err) =
+        ringkv(&["bench", "--target", "etcd", "--addr", &addr, "--workload", "get", "--duration", "0.5"]);
     assert_ne!(code, 0);
     assert!(err.contains("preloading"), "{err}");
 }

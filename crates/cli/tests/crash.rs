@@ -115,4 +115,3 @@ async fn kill9_across_snapshot_boundaries() {
     // kill lands between, during or right after them.
     crash_rounds(&["--snapshot-every", "64"], 4, true).await;
 }
-

@@ -32,7 +32,9 @@ fn broken_binary() -> PathBuf {
 
 fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut cmd = Command::new(bin);
-    cmd.args(["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out"]).arg(out).args(extra);
+    cmd.args(["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out"])
+        .arg(out)
+        .args(extra);
     cmd.output().expect("run ringkv faults")
 }
 
@@ -48,7 +50,12 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let out = dir.path().join("broken");
     let run = faults(&broken, &out, &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(3), "the broken build was not caught:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "the broken build was not caught:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let r = report(&out);
     assert_eq!(r["pass"], false);
     let stale = r["checked"].as_array().unwrap().iter().filter(|k| k["verdict"] == "not_linearizable").count();
@@ -64,7 +71,12 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let out = dir.path().join("real");
     let run = faults(real, &out, &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(0), "the real server failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "the real server failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let r = report(&out);
     assert!(r["faults"].as_array().unwrap().len() >= 2, "too few faults to mean anything:\n{stdout}");
     assert!(r["totals"]["ok"].as_u64().unwrap() > 300, "too few operations:\n{stdout}");

@@ -50,10 +50,13 @@ async fn bad_keys_are_refused_with_a_reason() {
         let key = Bytes::copy_from_slice(bad);
         let msg = invalid_argument(raw.get(pb::GetRequest { key: key.clone(), ..Default::default() }).await);
         assert!(msg.contains("key"), "{msg}");
-        let set = pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"x"), ..Default::default() };
+        let set =
+            pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"x"), ..Default::default() };
         invalid_argument(raw.set(set).await);
         invalid_argument(raw.del(pb::DelRequest { key: key.clone(), ..Default::default() }).await);
-        invalid_argument(raw.del_version(pb::DelVersionRequest { key: key.clone(), version: 1, ..Default::default() }).await);
+        invalid_argument(
+            raw.del_version(pb::DelVersionRequest { key: key.clone(), version: 1, ..Default::default() }).await,
+        );
         let tas = pb::TestAndSetRequest { key, timestamp: 1, data: Bytes::new(), version: 1, ..Default::default() };
         invalid_argument(raw.test_and_set(tas).await);
     }

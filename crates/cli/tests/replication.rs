@@ -63,7 +63,10 @@ async fn restarts_under_load_lose_nothing() {
         restarts += 1;
         // At most one down at a time: wait until it serves again.
         let r = &cluster.replicas[victim];
-        common::wait_for("the restarted replica", Duration::from_secs(30), || async { r.status(false).await.is_some() }).await;
+        common::wait_for("the restarted replica", Duration::from_secs(30), || async {
+            r.status(false).await.is_some()
+        })
+        .await;
     }
     stop.store(true, Ordering::SeqCst);
     for w in writers {

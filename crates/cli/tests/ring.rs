@@ -146,11 +146,19 @@ async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
         assert_ne!(other, 0);
         ring.groups[1][0].launch();
         let r = &ring.groups[1][0];
-        common::wait_for("the restarted replica", Duration::from_secs(30), || async { r.status(false).await.is_some() }).await;
+        common::wait_for("the restarted replica", Duration::from_secs(30), || async {
+            r.status(false).await.is_some()
+        })
+        .await;
     }
     let keys: Vec<BigInt> = (0..1000).map(BigInt::from).filter(|k| ring.owner(k) == 1).take(2).collect();
     let mut entry = ring_raw(&ring.groups[0][0].addr);
-    let set = |k: &BigInt| pb::SetRequest { key: ringkv_api::encode_key(k).into(), timestamp: 1, data: "x".into(), ..Default::default() };
+    let set = |k: &BigInt| pb::SetRequest {
+        key: ringkv_api::encode_key(k).into(),
+        timestamp: 1,
+        data: "x".into(),
+        ..Default::default()
+    };
     let first = entry.set(set(&keys[0])).await.expect("routed set");
     let hops = |r: &tonic::Response<pb::Reply>| r.metadata().get("ringkv-hops").unwrap().to_str().unwrap().to_owned();
     assert_eq!(first.get_ref().status, pb::Status::Success as i32);
@@ -159,7 +167,11 @@ async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
     assert_eq!(hops(&second), "1", "straight to the learned leader");
     let leader = ring.wait_leader(1, Duration::from_secs(5)).await;
     let told = second.metadata().get("ringkv-leader").unwrap().to_str().unwrap().to_owned();
-    assert_eq!(told, ring.groups[0][ring.wait_leader(0, Duration::from_secs(5)).await].addr, "the entry group's leader");
+    assert_eq!(
+        told,
+        ring.groups[0][ring.wait_leader(0, Duration::from_secs(5)).await].addr,
+        "the entry group's leader"
+    );
     assert_eq!(ring.client_of(1, leader).get(&keys[1]).await.unwrap().outcome, Outcome::Success);
     let (_, _, count) = ring.wait_identical(1, Duration::from_secs(30)).await;
     assert_eq!(count, 2);
@@ -195,8 +207,20 @@ async fn inconsistent_rings_hit_the_hop_limit_with_a_clear_error() {
             std::fs::create_dir_all(&dir).unwrap();
             let addr = format!("127.0.0.1:{}", ports[i].0);
             let argv: Vec<String> = [
-                env!("CARGO_BIN_EXE_ringkv"), "server", "--data-dir", &dir.display().to_string(), "--listen", &addr,
-                "--position", "0", "--ring-group", &group(i), "--ring-group", &group(1 - i), "--max-hops", "5",
+                env!("CARGO_BIN_EXE_ringkv"),
+                "server",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--listen",
+                &addr,
+                "--position",
+                "0",
+                "--ring-group",
+                &group(i),
+                "--ring-group",
+                &group(1 - i),
+                "--max-hops",
+                "5",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -253,7 +277,10 @@ async fn restarts_in_every_group_lose_nothing() {
         }
         for (p, group) in ring.groups.iter().enumerate() {
             let r = &group[(rounds + p) % 3];
-            common::wait_for("the restarted replica", Duration::from_secs(60), || async { r.status(false).await.is_some() }).await;
+            common::wait_for("the restarted replica", Duration::from_secs(60), || async {
+                r.status(false).await.is_some()
+            })
+            .await;
         }
         rounds += 1;
     }
@@ -269,7 +296,11 @@ async fn restarts_in_every_group_lose_nothing() {
         held += keys;
     }
     let keys = check_ledger(&ring.client(true), &ledger).await;
-    eprintln!("ring restart scenario: {rounds} rounds ({} restarts), {} acknowledged writes, {keys} keys", rounds * positions, acks.load(Ordering::Relaxed));
+    eprintln!(
+        "ring restart scenario: {rounds} rounds ({} restarts), {} acknowledged writes, {keys} keys",
+        rounds * positions,
+        acks.load(Ordering::Relaxed)
+    );
     assert!(held <= keys as u64, "the groups hold {held} keys, the writers wrote {keys}");
     assert!(rounds >= 3 && acks.load(Ordering::Relaxed) > 100);
 }

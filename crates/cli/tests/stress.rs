@@ -17,7 +17,11 @@ const CLIENTS: u64 = 8;
 fn key(i: u64) -> BigInt {
     // Spread over sizes and signs: small, large, negative.
     let k = BigInt::from(i) * BigInt::from(0x1_0000_0001u64).pow((i % 4) as u32);
-    if i % 2 == 0 { k } else { -k - 1 }
+    if i.is_multiple_of(2) {
+        k
+    } else {
+        -k - 1
+    }
 }
 
 /// Set, update with testAndSet, read back, delete at version: every step

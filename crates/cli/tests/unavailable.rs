@@ -12,7 +12,11 @@ use num_bigint::BigInt;
 use ringkv_client::{Client, ClientError, ClientOptions, Outcome};
 
 fn client_for(addr: &str) -> Client {
-    let opts = ClientOptions { timeout: Duration::from_secs(2), connect_timeout: Duration::from_millis(500), ..ClientOptions::default() };
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    };
     Client::new(addr, opts).unwrap()
 }
 

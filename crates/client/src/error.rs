@@ -56,9 +56,7 @@ impl From<tonic::Status> for ClientError {
             Code::DeadlineExceeded => ClientError::Timeout,
             // tonic reports a failed connection attempt as Unknown or
             // Cancelled with a transport error inside: that is unavailability.
-            Code::Unknown | Code::Cancelled if is_transport(&s) => {
-                ClientError::Unavailable(transport_message(&s))
-            }
+            Code::Unknown | Code::Cancelled if is_transport(&s) => ClientError::Unavailable(transport_message(&s)),
             _ => ClientError::Rpc(s),
         }
     }
@@ -145,7 +143,13 @@ mod tests {
         let e = ClientError::from(Status::internal("disk full"));
         assert!(e.to_string().contains("disk full"), "{e}");
         // What tonic nests around a refused connection, said once.
-        let chain = ["tcp connect error", "transport error", "tcp connect error", "tcp connect error", "Connection refused (os error 111)"];
+        let chain = [
+            "tcp connect error",
+            "transport error",
+            "tcp connect error",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ];
         assert_eq!(
             join_causes(chain.iter().map(|s| s.to_string()).collect()),
             "tcp connect error: Connection refused (os error 111)"
@@ -156,7 +160,9 @@ mod tests {
     #[test]
     fn statuses_map_to_errors() {
         assert!(matches!(ClientError::from(Status::unavailable("down")), ClientError::Unavailable(_)));
-        assert!(matches!(ClientError::from(Status::invalid_argument("bad key")), ClientError::InvalidArgument(m) if m == "bad key"));
+        assert!(
+            matches!(ClientError::from(Status::invalid_argument("bad key")), ClientError::InvalidArgument(m) if m == "bad key")
+        );
         assert!(matches!(ClientError::from(Status::deadline_exceeded("slow")), ClientError::Timeout));
         assert!(matches!(ClientError::from(Status::unknown("transport error")), ClientError::Unavailable(_)));
         assert!(matches!(ClientError::from(Status::internal("disk")), ClientError::Rpc(_)));

@@ -32,8 +32,8 @@ use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use tonic::transport::{Channel, Endpoint};
 
 pub use error::ClientError;
-use ring::{Keyed, Routing, Stats};
 pub use ring::RouteStats;
+use ring::{Keyed, Routing, Stats};
 use session::{Tagged, WriteSession};
 pub use types::{Outcome, Reply, Value};
 
@@ -84,8 +84,12 @@ impl Client {
     /// over those that answer, so one replica down is no outage). Connects
     /// on first use, and again after any failure.
     pub fn new(addr: &str, opts: ClientOptions) -> Result<Client, ClientError> {
-        let endpoints: Vec<Endpoint> =
-            addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(|a| endpoint(a, &opts)).collect::<Result<_, _>>()?;
+        let endpoints: Vec<Endpoint> = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| endpoint(a, &opts))
+            .collect::<Result<_, _>>()?;
         let channel = match &endpoints[..] {
             [] => return Err(ClientError::Config("no server address given".into())),
             [one] => one.connect_lazy(),
@@ -160,7 +164,8 @@ impl Client {
         data: impl Into<Bytes>,
         version: i64,
     ) -> Result<Reply, ClientError> {
-        let req = pb::TestAndSetRequest { key: key_bytes(key), timestamp, data: data.into(), version, ..Default::default() };
+        let req =
+            pb::TestAndSetRequest { key: key_bytes(key), timestamp, data: data.into(), version, ..Default::default() };
         self.once(req, |mut s, r| async move { s.test_and_set(r).await }).await
     }
 

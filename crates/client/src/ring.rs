@@ -154,12 +154,16 @@ pub(crate) struct Routing {
 }
 
 impl Routing {
-    pub(crate) fn new(
-        seeds: KeyValueClient<Channel>,
-        seed_channel: Channel,
-        make_stub: MakeStub,
-    ) -> Routing {
-        Routing { seeds, seed_channel, make_stub, map: RwLock::default(), not_before: Mutex::default(), fetching: Default::default(), spread: AtomicU64::new(0) }
+    pub(crate) fn new(seeds: KeyValueClient<Channel>, seed_channel: Channel, make_stub: MakeStub) -> Routing {
+        Routing {
+            seeds,
+            seed_channel,
+            make_stub,
+            map: RwLock::default(),
+            not_before: Mutex::default(),
+            fetching: Default::default(),
+            spread: AtomicU64::new(0),
+        }
     }
 
     fn current(&self) -> Option<Arc<Map>> {
@@ -305,7 +309,8 @@ mod tests {
     use ringkv_api::pb::{Member, RingPosition, RingReply};
 
     fn stub(addr: &str) -> Result<KeyValueClient<Channel>, ClientError> {
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| ClientError::Config(e.to_string()))?;
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(KeyValueClient::new(ep.connect_lazy()))
     }
 
@@ -320,7 +325,9 @@ mod tests {
                 position: p as u32,
                 id: ring.id(p).to_string(),
                 range_start: ring.range(p).0.to_string(),
-                replicas: (0..3).map(|i| Member { id: i, addr: format!("127.0.0.1:{}{i}", p + 1), raft_addr: String::new() }).collect(),
+                replicas: (0..3)
+                    .map(|i| Member { id: i, addr: format!("127.0.0.1:{}{i}", p + 1), raft_addr: String::new() })
+                    .collect(),
                 leader: (p == 1).then(|| "127.0.0.1:22".to_owned()),
             })
             .collect();
@@ -331,7 +338,10 @@ mod tests {
 
     fn key_of(r: &Routing, p: usize) -> Bytes {
         let map = r.current().unwrap();
-        (0..1000i64).map(|k| Bytes::from(ringkv_api::encode_key(&k.into()))).find(|k| map.ring.owner_of_key(k) == p).unwrap()
+        (0..1000i64)
+            .map(|k| Bytes::from(ringkv_api::encode_key(&k.into())))
+            .find(|k| map.ring.owner_of_key(k) == p)
+            .unwrap()
     }
 
     fn addr(t: &Target) -> Option<String> {
@@ -360,7 +370,11 @@ mod tests {
         assert_eq!(addr(&r.pick(&k0, false, 0, t).await).as_deref(), Some("127.0.0.1:11"), "learned from the answer");
         md.insert(LEADER, "10.0.0.1:1".parse().unwrap());
         r.answered(&t0, &md);
-        assert_eq!(addr(&r.pick(&k0, false, 0, t).await).as_deref(), Some("127.0.0.1:11"), "a stranger is not a leader");
+        assert_eq!(
+            addr(&r.pick(&k0, false, 0, t).await).as_deref(),
+            Some("127.0.0.1:11"),
+            "a stranger is not a leader"
+        );
     }
 
     #[tokio::test]

@@ -2,8 +2,8 @@
 //! sequence number per write, and the lowest sequence still awaiting its
 //! answer (so the server can forget the answers already received).
 
-use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -81,7 +81,8 @@ impl Cluster {
     /// `Status` and a leader is known.
     pub async fn start(spec: &ClusterSpec) -> Result<Cluster, FaultsError> {
         let n = spec.replicas;
-        let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_, FaultsError>>()?;
+        let addrs: Vec<(SocketAddr, SocketAddr)> =
+            (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_, FaultsError>>()?;
         let mut links = BTreeMap::new();
         for from in 0..n {
             for to in (0..n).filter(|&to| to != from) {
@@ -91,7 +92,8 @@ impl Cluster {
         let mut replicas = Vec::new();
         for (id, &(addr, raft_addr)) in addrs.iter().enumerate() {
             let data_dir = spec.dir.join(format!("r{id}"));
-            std::fs::create_dir_all(&data_dir).map_err(FaultsError::io(format!("cannot create {}", data_dir.display())))?;
+            std::fs::create_dir_all(&data_dir)
+                .map_err(FaultsError::io(format!("cannot create {}", data_dir.display())))?;
             let mut argv = vec![spec.exe.display().to_string(), "server".into()];
             argv.extend(["--data-dir".into(), data_dir.display().to_string(), "--listen".into(), addr.to_string()]);
             argv.extend(["--node-id".into(), id.to_string(), "--raft-listen".into(), raft_addr.to_string()]);
@@ -107,7 +109,17 @@ impl Cluster {
                 .connect_timeout(Duration::from_millis(300))
                 .connect_lazy();
             let admin = AdminClient::new(channel);
-            replicas.push(Replica { id, addr, raft_addr, data_dir, argv, child: None, paused: false, restarts: 0, admin });
+            replicas.push(Replica {
+                id,
+                addr,
+                raft_addr,
+                data_dir,
+                argv,
+                child: None,
+                paused: false,
+                restarts: 0,
+                admin,
+            });
         }
         let mut cluster = Cluster { replicas, links };
         for i in 0..n {
@@ -156,7 +168,9 @@ impl Cluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(FaultsError::Cluster(format!("the group was not ready within {within:?}; see the server.log files")));
+                return Err(FaultsError::Cluster(format!(
+                    "the group was not ready within {within:?}; see the server.log files"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -73,7 +73,12 @@ impl Drop for LinkProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, mode: watch::Receiver<Mode>, conns: Arc<Mutex<JoinSet<()>>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    mode: watch::Receiver<Mode>,
+    conns: Arc<Mutex<JoinSet<()>>>,
+) {
     while let Ok((inbound, _)) = listener.accept().await {
         let mode = mode.clone();
         let mut set = conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -95,7 +100,11 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, mode: watch::Rec
 }
 
 /// Copies one direction, holding each chunk until the link passes.
-async fn pump(mut from: impl AsyncReadExt + Unpin, mut to: impl AsyncWriteExt + Unpin, mut mode: watch::Receiver<Mode>) {
+async fn pump(
+    mut from: impl AsyncReadExt + Unpin,
+    mut to: impl AsyncWriteExt + Unpin,
+    mut mode: watch::Receiver<Mode>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {

@@ -131,7 +131,15 @@ impl Report {
         let _ = writeln!(t, "\nfaults ({}): {}", self.faults.len(), summary.join(", "));
         for f in &self.faults {
             let leader = if f.on_leader { " (leader)" } else { "" };
-            let _ = writeln!(t, "  {:>8.3}s – {:>8.3}s  {:?} {:?}{leader}; {}", f.start_ns as f64 / 1e9, f.end_ns as f64 / 1e9, f.kind, f.nodes, f.repair);
+            let _ = writeln!(
+                t,
+                "  {:>8.3}s – {:>8.3}s  {:?} {:?}{leader}; {}",
+                f.start_ns as f64 / 1e9,
+                f.end_ns as f64 / 1e9,
+                f.kind,
+                f.nodes,
+                f.repair
+            );
         }
         let _ = writeln!(t, "\noperations: {} ({})", self.totals.values().sum::<usize>(), join_counts(&self.totals));
         for (op, c) in &self.counts {
@@ -142,16 +150,31 @@ impl Report {
             let _ = writeln!(t, "  key {:>3}: {:?} ({} operations checked, {} ms)", k.key, k.verdict, k.ops, k.millis);
         }
         for (key, lines) in &self.witnesses {
-            let _ = writeln!(t, "\nkey {key}: a failing sub-history (times in seconds; * marks the operation that cannot be placed):");
+            let _ = writeln!(
+                t,
+                "\nkey {key}: a failing sub-history (times in seconds; * marks the operation that cannot be placed):"
+            );
             for l in lines {
                 let _ = writeln!(t, "  {l}");
             }
         }
-        let _ = writeln!(t, "\nreplicas at the end: {}", if self.convergence.identical { "identical" } else { "DIFFERENT" });
+        let _ = writeln!(
+            t,
+            "\nreplicas at the end: {}",
+            if self.convergence.identical { "identical" } else { "DIFFERENT" }
+        );
         for r in &self.convergence.replicas {
-            let _ = writeln!(t, "  r{}: restarted {} times, {}, applied {:?}, digest {} at {:?}, {} keys",
-                r.id, r.restarts, if r.recovered { "recovered" } else { "NOT RECOVERED" }, r.applied_index,
-                r.digest.as_deref().unwrap_or("-"), r.digest_index, r.keys.unwrap_or(0));
+            let _ = writeln!(
+                t,
+                "  r{}: restarted {} times, {}, applied {:?}, digest {} at {:?}, {} keys",
+                r.id,
+                r.restarts,
+                if r.recovered { "recovered" } else { "NOT RECOVERED" },
+                r.applied_index,
+                r.digest.as_deref().unwrap_or("-"),
+                r.digest_index,
+                r.keys.unwrap_or(0)
+            );
         }
         let _ = writeln!(t, "\nverdict: {verdict}");
         for v in &self.violations {
@@ -175,7 +198,14 @@ fn witness_lines(records: &[Record], k: &KeyVerdict) -> Vec<String> {
         .map(|&i| {
             let r = &records[i];
             let mark = if Some(i) == k.culprit { "*" } else { " " };
-            format!("{mark} [{:>9.4} – {:>9.4}] client {:>3}: {} → {}", r.invoke_ns as f64 / 1e9, r.return_ns as f64 / 1e9, r.client, r.op, r.outcome)
+            format!(
+                "{mark} [{:>9.4} – {:>9.4}] client {:>3}: {} → {}",
+                r.invoke_ns as f64 / 1e9,
+                r.return_ns as f64 / 1e9,
+                r.client,
+                r.op,
+                r.outcome
+            )
         })
         .collect();
     if lines.len() > WITNESS_LINES {

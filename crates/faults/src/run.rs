@@ -14,7 +14,7 @@ use crate::checker;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::history::{self, Op, Record};
 use crate::nemesis::{self, NemesisSpec, Scenario};
-use crate::report::{Convergence, Report, ReplicaEnd};
+use crate::report::{Convergence, ReplicaEnd, Report};
 use crate::workload::{self, WorkloadSpec};
 use crate::FaultsError;
 
@@ -56,13 +56,18 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
         )));
     }
     std::fs::create_dir_all(&data).map_err(FaultsError::io(format!("cannot create {}", data.display())))?;
-    let cluster_spec =
-        ClusterSpec { exe: spec.exe.clone(), dir: data.clone(), replicas: spec.replicas, server_args: spec.server_args.clone() };
+    let cluster_spec = ClusterSpec {
+        exe: spec.exe.clone(),
+        dir: data.clone(),
+        replicas: spec.replicas,
+        server_args: spec.server_args.clone(),
+    };
     let mut cluster = Cluster::start(&cluster_spec).await?;
     let addrs = cluster.addrs();
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let workload_spec = WorkloadSpec { clients: spec.clients, keys: spec.keys, op_timeout: spec.op_timeout, seed: spec.seed };
+    let workload_spec =
+        WorkloadSpec { clients: spec.clients, keys: spec.keys, op_timeout: spec.op_timeout, seed: spec.seed };
     let clients = {
         let (stop, addrs) = (stop.clone(), addrs.clone());
         tokio::spawn(async move { workload::run(&workload_spec, &addrs, start, stop).await })
@@ -167,7 +172,8 @@ async fn converge(cluster: &mut Cluster) -> Convergence {
             });
         }
         let first = (ends[0].digest_index, ends[0].digest.clone());
-        let identical = ends.iter().all(|e| e.recovered && e.digest.is_some() && (e.digest_index, e.digest.clone()) == first);
+        let identical =
+            ends.iter().all(|e| e.recovered && e.digest.is_some() && (e.digest_index, e.digest.clone()) == first);
         if identical || Instant::now() > deadline {
             let detail = ends
                 .iter()

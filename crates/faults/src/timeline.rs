@@ -15,15 +15,26 @@ const MAX_DRAWN: usize = 60_000;
 
 pub fn html(report: &Report, records: &[Record]) -> String {
     let marked: HashSet<usize> = report.checked.iter().flat_map(|k| k.witness.iter().copied()).collect();
-    let end_ns = records.iter().map(|r| r.return_ns).chain(report.faults.iter().map(|f| f.end_ns)).max().unwrap_or(1).max(1);
+    let end_ns =
+        records.iter().map(|r| r.return_ns).chain(report.faults.iter().map(|f| f.end_ns)).max().unwrap_or(1).max(1);
     let rows = records.iter().map(|r| r.client).max().map_or(1, |m| m as usize + 1);
     let (width, row_h, top) = (1800.0f64, 14.0f64, 40.0f64);
     let x = |ns: u64| 60.0 + (ns as f64 / end_ns as f64) * (width - 80.0);
     let height = top + rows as f64 * row_h + 30.0;
     let mut s = String::new();
-    let _ = write!(s, "<!doctype html><meta charset=utf-8><title>ringkv faults: {:?} seed {}</title>", report.scenario, report.seed);
-    let _ = write!(s, "<h3 style='font-family:sans-serif'>ringkv faults: {:?}, seed {}, {} — {}</h3>", report.scenario, report.seed,
-        if report.pass { "PASS" } else { "FAIL" }, report.violations.join("; "));
+    let _ = write!(
+        s,
+        "<!doctype html><meta charset=utf-8><title>ringkv faults: {:?} seed {}</title>",
+        report.scenario, report.seed
+    );
+    let _ = write!(
+        s,
+        "<h3 style='font-family:sans-serif'>ringkv faults: {:?}, seed {}, {} — {}</h3>",
+        report.scenario,
+        report.seed,
+        if report.pass { "PASS" } else { "FAIL" },
+        report.violations.join("; ")
+    );
     let _ = write!(s, "<p style='font-family:sans-serif;font-size:12px'>rows: clients (the last: final reads); green: write ok, blue: read ok, orange: indeterminate, grey: failed; bands: faults; red outline: a failing sub-history.</p>");
     let _ = write!(s, "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='10'>");
     for f in &report.faults {

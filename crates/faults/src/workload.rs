@@ -112,7 +112,9 @@ impl Chooser {
             let v = match (r.op, status, value) {
                 (Op::TestAndSet { version, .. }, Status::Success, _) => version + 1,
                 (Op::Set { .. }, Status::Success, _) => 1,
-                (_, _, Some(v)) if !matches!((r.op, status), (Op::Del | Op::DelVersion { .. }, Status::Success)) => v.version,
+                (_, _, Some(v)) if !matches!((r.op, status), (Op::Del | Op::DelVersion { .. }, Status::Success)) => {
+                    v.version
+                }
                 _ => 0,
             };
             self.seen[r.key as usize] = v;
@@ -122,7 +124,12 @@ impl Chooser {
 
 /// Runs the clients against `addrs` until `stop` is set, then returns every
 /// record (in no particular order), or why a client task failed.
-pub async fn run(spec: &WorkloadSpec, addrs: &[std::net::SocketAddr], start: Instant, stop: Arc<AtomicBool>) -> Result<Vec<Record>, String> {
+pub async fn run(
+    spec: &WorkloadSpec,
+    addrs: &[std::net::SocketAddr],
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<Record>, String> {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..spec.clients + addrs.len() {
         let reader = w >= spec.clients;
@@ -137,7 +144,8 @@ pub async fn run(spec: &WorkloadSpec, addrs: &[std::net::SocketAddr], start: Ins
                 // Unique across clients: the client in the high bits.
                 next_data: (w as u64 + 1) << 40,
             };
-            let opts = ClientOptions { timeout: spec.op_timeout, connect_timeout: Duration::from_millis(500), ring: false };
+            let opts =
+                ClientOptions { timeout: spec.op_timeout, connect_timeout: Duration::from_millis(500), ring: false };
             let mut home = if reader { w - spec.clients } else { w % addrs.len() };
             let mut records = Vec::new();
             let mut client = Client::new(&addrs[home].to_string(), opts.clone()).ok();

@@ -34,7 +34,9 @@ pub enum RingError {
     Empty,
     #[error("m = {0}: the id width must be between 1 and 4096 bits")]
     BadM(u32),
-    #[error("placement = \"hash\" gives {max} bits (SHA-1); m = {m} is wider: use m <= {max} or placement = \"direct\"")]
+    #[error(
+        "placement = \"hash\" gives {max} bits (SHA-1); m = {m} is wider: use m <= {max} or placement = \"direct\""
+    )]
     HashTooNarrow { m: u32, max: u32 },
     #[error("{n} positions do not fit in an m = {m} bit ring (at most 2^m)")]
     TooManyPositions { n: usize, m: u32 },

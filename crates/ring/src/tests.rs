@@ -109,7 +109,8 @@ fn mean_hops_on_evenly_spaced_rings_is_half_log2_n() {
         let n = 1usize << k;
         let ring = Ring::evenly(16, n, Placement::Direct).unwrap();
         // Each range's last and first id.
-        for pick in [|r: &Ring, p| r.id(p).clone(), |r: &Ring, p| (r.range(p).0 + 1u8) % (BigUint::from(1u8) << 16u32)] {
+        for pick in [|r: &Ring, p| r.id(p).clone(), |r: &Ring, p| (r.range(p).0 + 1u8) % (BigUint::from(1u8) << 16u32)]
+        {
             let mut total = 0;
             let mut longest = 0;
             for from in 0..n {

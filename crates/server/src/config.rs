@@ -154,7 +154,8 @@ impl RingConfig {
                 .enumerate()
                 .map(|(i, id)| {
                     let id = id.map_or("", |s| s.as_str());
-                    id.parse::<BigUint>().map_err(|_| invalid(format!("ring position {i}: id {id:?} is not a decimal number")))
+                    id.parse::<BigUint>()
+                        .map_err(|_| invalid(format!("ring position {i}: id {id:?} is not a decimal number")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ring::with_ids(self.m, self.placement, ids)
@@ -187,10 +188,9 @@ pub enum ConfigError {
 impl Config {
     /// Loads a TOML file; absent fields take their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
     }
 
     /// Checks the values that would otherwise fail later and less clearly.
@@ -231,7 +231,10 @@ impl Config {
                 return invalid("a replicated server needs raft_listen, on another port than listen");
             }
             if let Some(d) = self.raft_dial.iter().find(|d| !ids.contains(&d.id)) {
-                return Err(ConfigError::Invalid(format!("raft_dial names replica {}, which is not in replicas", d.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "raft_dial names replica {}, which is not in replicas",
+                    d.id
+                )));
             }
         }
         Ok(())
@@ -254,7 +257,11 @@ impl Config {
             return invalid("ring.max_hops must be at least 1".into());
         }
         let Some(mine) = ring.positions.get(self.position) else {
-            return invalid(format!("position {} is not on the ring (it has {} positions)", self.position, ring.positions.len()));
+            return invalid(format!(
+                "position {} is not on the ring (it has {} positions)",
+                self.position,
+                ring.positions.len()
+            ));
         };
         if let Some(i) = ring.positions.iter().position(|p| p.replicas.is_empty()) {
             return invalid(format!("ring position {i} has no replicas"));
@@ -264,7 +271,10 @@ impl Config {
             return invalid(format!("replicas differ from ring position {}'s replicas", self.position));
         }
         if mine.replicas.len() == 1 && mine.replicas[0].addr != listen {
-            return invalid(format!("ring position {} is {}, but this server listens on {listen}", self.position, mine.replicas[0].addr));
+            return invalid(format!(
+                "ring position {} is {}, but this server listens on {listen}",
+                self.position, mine.replicas[0].addr
+            ));
         }
         Ok(())
     }
@@ -277,7 +287,11 @@ impl Config {
             None => {
                 let ring = Ring::evenly(ringkv_ring::DEFAULT_M, 1, Placement::Hash)
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-                let alone = Replica { id: self.node_id, addr: self.listen.to_string(), raft_addr: self.raft_listen.map(|a| a.to_string()) };
+                let alone = Replica {
+                    id: self.node_id,
+                    addr: self.listen.to_string(),
+                    raft_addr: self.raft_listen.map(|a| a.to_string()),
+                };
                 let mine = if self.replicas.is_empty() { vec![alone] } else { self.replicas.clone() };
                 Ok((ring, vec![mine]))
             }
@@ -353,7 +367,11 @@ mod tests {
         let c = parse(&RING.replacen("[[ring.positions]]", "[[ring.positions]]\nid = \"100\"", 1));
         assert!(refused(&c).contains("every ring position an id, or none"), "{}", refused(&c));
         let both = RING.replacen("[[ring.positions]]", "[[ring.positions]]\nid = \"100\"", 1);
-        let both = both.replacen("[[ring.positions]]\n        replicas = [\n", "[[ring.positions]]\nid = \"200\"\n        replicas = [\n", 1);
+        let both = both.replacen(
+            "[[ring.positions]]\n        replicas = [\n",
+            "[[ring.positions]]\nid = \"200\"\n        replicas = [\n",
+            1,
+        );
         let c = parse(&both);
         c.validate().expect("valid");
         assert_eq!(c.topology().unwrap().0.id(1).to_string(), "200");

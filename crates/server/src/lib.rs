@@ -8,8 +8,8 @@
 
 pub mod config;
 pub mod node;
-pub mod read_batch;
 pub mod raft;
+pub mod read_batch;
 pub mod server;
 pub mod service;
 pub mod sm;

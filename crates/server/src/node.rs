@@ -16,11 +16,11 @@ use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{self, NodeId, Raft};
 use crate::read_batch::ReadBatcher;
-use crate::write_batch::WriteBatcher;
 use crate::service::status::{self, Unserved};
 use crate::sm::command::Reply;
 use crate::sm::session::Request;
 use crate::sm::store::KvStore;
+use crate::write_batch::WriteBatcher;
 
 /// How long start-up waits for the group to elect a leader and catch up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,9 +144,7 @@ impl Node {
         let m = self.inner.raft.metrics().borrow().clone();
         match m.current_leader {
             Some(l) if l == m.id && m.state.is_leader() => None,
-            Some(l) if l != m.id => {
-                Some(m.membership_config.membership().get_node(&l).map(|n| n.client_addr.clone()))
-            }
+            Some(l) if l != m.id => Some(m.membership_config.membership().get_node(&l).map(|n| n.client_addr.clone())),
             _ => Some(None),
         }
     }
@@ -182,10 +180,7 @@ impl Node {
 }
 
 /// Rebuilds the state machine from snapshots and opens the log: blocking.
-fn recover(
-    config: &Config,
-    purge_tx: mpsc::UnboundedSender<u64>,
-) -> anyhow::Result<(StateMachine, LogStore)> {
+fn recover(config: &Config, purge_tx: mpsc::UnboundedSender<u64>) -> anyhow::Result<(StateMachine, LogStore)> {
     let dir = &config.data_dir;
     let sm = StateMachine::recover(dir, config.lmdb_map_bytes, config.snapshots_kept, purge_tx)?;
     let opts = LogOptions { segment_bytes: config.log_segment_bytes, cache_bytes: config.log_cache_bytes };

@@ -209,7 +209,11 @@ mod tests {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
                 async move {
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    if n == 0 { Err("not leader".to_owned()) } else { Ok(n) }
+                    if n == 0 {
+                        Err("not leader".to_owned())
+                    } else {
+                        Ok(n)
+                    }
                 }
             }
         });

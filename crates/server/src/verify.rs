@@ -148,7 +148,13 @@ fn replay(state: State, entries: &[crate::raft::types::Entry], from: u64, to: u6
 fn first_difference(got: &State, want: &State) -> String {
     for (k, v) in want {
         if got.get(k) != Some(v) {
-            return format!("record {} ({}) is {:?} in the snapshot, {:?} by replay", hex(&k.1), k.0, want.get(k).map(|v| v.len()), got.get(k).map(|v| v.len()));
+            return format!(
+                "record {} ({}) is {:?} in the snapshot, {:?} by replay",
+                hex(&k.1),
+                k.0,
+                want.get(k).map(|v| v.len()),
+                got.get(k).map(|v| v.len())
+            );
         }
     }
     match got.keys().find(|k| !want.contains_key(*k)) {

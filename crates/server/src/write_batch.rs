@@ -51,7 +51,9 @@ impl WriteBatcher {
         if self.tx.send((req, tx)).is_err() {
             return Err(tonic::Status::unavailable("the server is shutting down").into());
         }
-        rx.await.unwrap_or_else(|_| Err(tonic::Status::unavailable("the write was dropped: the server is shutting down").into()))
+        rx.await.unwrap_or_else(|_| {
+            Err(tonic::Status::unavailable("the write was dropped: the server is shutting down").into())
+        })
     }
 }
 

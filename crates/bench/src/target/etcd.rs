@@ -64,7 +64,9 @@ impl Conn for Etcd {
                 key: key.clone(),
                 target_union: Some(TargetUnion::Version(version)),
             }],
-            success: vec![pb::RequestOp { request: Some(Op::RequestPut(pb::PutRequest { key: key.clone(), value, lease: 0 })) }],
+            success: vec![pb::RequestOp {
+                request: Some(Op::RequestPut(pb::PutRequest { key: key.clone(), value, lease: 0 })),
+            }],
             failure: vec![pb::RequestOp { request: Some(Op::RequestRange(range(key.to_vec(), false))) }],
         };
         let r = self.0.clone().txn(txn).await?.into_inner();

@@ -60,8 +60,14 @@ pub fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<()> {
         println!("{}: OK", args.data_dir.display());
         println!("  snapshots         {:?}", report.snapshots);
         println!("  pairs proven      {} (each snapshot = previous + log replayed)", report.pairs_checked);
-        println!("  log               {} entries, index {}..={}", report.log_entries, report.log_first, report.log_last);
-        println!("  recovers to       index {}, {} keys, digest {}", report.recovered_index, report.keys, report.digest);
+        println!(
+            "  log               {} entries, index {}..={}",
+            report.log_entries, report.log_first, report.log_last
+        );
+        println!(
+            "  recovers to       index {}, {} keys, digest {}",
+            report.recovered_index, report.keys, report.digest
+        );
     }
     Ok(())
 }

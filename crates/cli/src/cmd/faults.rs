@@ -113,13 +113,21 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
         return check_file(path, Duration::from_secs(args.check_budget));
     }
     let scenario = args.scenario.context("--scenario is required")?;
-    anyhow::ensure!(args.replicas >= 1 && args.clients >= 1 && args.keys >= 1, "--replicas, --clients and --keys must be at least 1");
+    anyhow::ensure!(
+        args.replicas >= 1 && args.clients >= 1 && args.keys >= 1,
+        "--replicas, --clients and --keys must be at least 1"
+    );
     anyhow::ensure!(args.op_timeout > 0.0, "--op-timeout must be positive");
     let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007)
     });
     let name = format!("{scenario:?}").to_lowercase();
-    let out = args.out.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("ringkv-faults-{name}-{seed}-{}", std::process::id())));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ringkv-faults-{name}-{seed}-{}", std::process::id())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // Snapshots every few hundred entries, so that a restarted replica
     // also catches up by snapshot install, not only by log.
@@ -159,7 +167,14 @@ fn check_file(path: &std::path::Path, budget: Duration) -> anyhow::Result<ExitCo
             for &i in &k.witness {
                 let r = &records[i];
                 let mark = if Some(i) == k.culprit { "*" } else { " " };
-                println!("  {mark} [{:.4} – {:.4}] client {}: {} → {}", r.invoke_ns as f64 / 1e9, r.return_ns as f64 / 1e9, r.client, r.op, r.outcome);
+                println!(
+                    "  {mark} [{:.4} – {:.4}] client {}: {} → {}",
+                    r.invoke_ns as f64 / 1e9,
+                    r.return_ns as f64 / 1e9,
+                    r.client,
+                    r.op,
+                    r.outcome
+                );
             }
         }
     }

@@ -19,7 +19,9 @@ pub enum Op {
     /// Insert KEY with DATA if it is absent (version 1).
     ///
     /// Answers SUCCESS, or ERROR with the existing value.
-    #[command(after_help = "Examples:\n  ringkv set 42 hello\n  ringkv set -0x1f @photo.jpg --timestamp 1700000000000\n  ringkv set 7 hex:deadbeef")]
+    #[command(
+        after_help = "Examples:\n  ringkv set 42 hello\n  ringkv set -0x1f @photo.jpg --timestamp 1700000000000\n  ringkv set 7 hex:deadbeef"
+    )]
     Set {
         /// Decimal or 0x-hex integer, any size, may be negative.
         #[arg(allow_hyphen_values = true)]
@@ -168,7 +170,8 @@ impl Op {
             },
             Op::Tas { key, data, version_pos, timestamp_pos, version, timestamp: ts } => {
                 // clap requires one of the two forms; say so again rather than panic.
-                let v = version_pos.as_ref().or(version.as_ref()).ok_or_else(|| anyhow::anyhow!("tas needs a VERSION"))?;
+                let v =
+                    version_pos.as_ref().or(version.as_ref()).ok_or_else(|| anyhow::anyhow!("tas needs a VERSION"))?;
                 Parsed::Tas {
                     key: parse::key(key)?,
                     data: parse::data(data)?,

@@ -28,7 +28,8 @@ async fn ask_ring(addr: &str) -> anyhow::Result<RingReply> {
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5));
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach {addr}"))?;
-    let reply = AdminClient::new(channel).ring(RingRequest {}).await.with_context(|| format!("ring map from {addr}"))?;
+    let reply =
+        AdminClient::new(channel).ring(RingRequest {}).await.with_context(|| format!("ring map from {addr}"))?;
     Ok(reply.into_inner())
 }
 
@@ -69,17 +70,29 @@ impl RingView {
     /// The leader of position `p`, as its replicas report it.
     fn leader(&self, p: usize) -> Option<String> {
         let pos = &self.ring.positions[p];
-        self.status[p].iter().zip(&pos.replicas).find(|(s, _)| s.as_ref().is_ok_and(|s| s.role == "leader")).map(|(_, m)| m.addr.clone())
+        self.status[p]
+            .iter()
+            .zip(&pos.replicas)
+            .find(|(s, _)| s.as_ref().is_ok_and(|s| s.role == "leader"))
+            .map(|(_, m)| m.addr.clone())
     }
 
     pub fn print(&self) {
         let r = &self.ring;
         let replicas = r.positions.first().map_or(0, |p| p.replicas.len());
-        println!("ring: {} position(s) × {replicas} replica(s), m = {}, placement = {}", r.positions.len(), r.m, r.placement);
+        println!(
+            "ring: {} position(s) × {replicas} replica(s), m = {}, placement = {}",
+            r.positions.len(),
+            r.m,
+            r.placement
+        );
         for (p, pos) in r.positions.iter().enumerate() {
             let leader = self.leader(p).unwrap_or_else(|| "none".into());
             println!("position {p}  id {}  owns ({}, {}]  leader {leader}", pos.id, pos.range_start, pos.id);
-            println!("  {:<22} {:>3} {:<10} {:>5} {:>10} {:>10} {:>10}  digest", "replica", "id", "role", "term", "last log", "applied", "snapshot");
+            println!(
+                "  {:<22} {:>3} {:<10} {:>5} {:>10} {:>10} {:>10}  digest",
+                "replica", "id", "role", "term", "last log", "applied", "snapshot"
+            );
             for (m, s) in pos.replicas.iter().zip(&self.status[p]) {
                 match s {
                     Ok(s) => println!(
@@ -106,7 +119,8 @@ impl RingView {
             .iter()
             .enumerate()
             .map(|(p, pos)| {
-                let replicas: Vec<_> = pos.replicas.iter().zip(&self.status[p]).map(|(m, s)| replica_json(&m.addr, m.id, s)).collect();
+                let replicas: Vec<_> =
+                    pos.replicas.iter().zip(&self.status[p]).map(|(m, s)| replica_json(&m.addr, m.id, s)).collect();
                 serde_json::json!({
                     "position": p, "id": pos.id, "range_start": pos.range_start,
                     "leader": self.leader(p), "replicas": replicas,

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use ringkv_server::config::{Config, PositionConfig, RaftDial, Replica, RingConfig};
 use ringkv_ring::Placement;
+use ringkv_server::config::{Config, PositionConfig, RaftDial, Replica, RingConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -73,11 +73,8 @@ fn parse_group(text: &str) -> Result<PositionConfig, String> {
         Some((id, rest)) => (Some(id.to_owned()), rest),
         None => (None, text),
     };
-    let replicas = list
-        .split(',')
-        .enumerate()
-        .map(|(i, r)| parse_replica(&format!("{i}={r}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let replicas =
+        list.split(',').enumerate().map(|(i, r)| parse_replica(&format!("{i}={r}"))).collect::<Result<Vec<_>, _>>()?;
     Ok(PositionConfig { id, replicas })
 }
 
@@ -129,7 +126,10 @@ impl ServerArgs {
 
 impl ServerArgs {
     fn ring_overrides(&self, c: &mut Config) {
-        let wanted = !self.ring_groups.is_empty() || self.ring_m.is_some() || self.placement.is_some() || self.max_hops.is_some();
+        let wanted = !self.ring_groups.is_empty()
+            || self.ring_m.is_some()
+            || self.placement.is_some()
+            || self.max_hops.is_some();
         if wanted && c.ring.is_none() {
             c.ring = Some(RingConfig::default());
         }

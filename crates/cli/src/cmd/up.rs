@@ -105,8 +105,7 @@ pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
     // The editor first: it must exist before SIGINT is watched (see shell).
     let shell = if !args.no_shell && std::io::stdin().is_terminal() { Some(Shell::open()?) } else { None };
     let exe = std::env::current_exe().context("cannot find the ringkv executable")?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let ring_file = write_ring(&data_dir, &args)?;
     let mut replicas = Vec::new();
@@ -127,7 +126,14 @@ pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
 
 /// Waits until every group has a leader, prints the ring, then runs the
 /// shell (if given) or waits, watching for signals and dead replicas.
-async fn serve(shell: Option<Shell>, data_dir: &Path, replicas: &mut [Replica], args: &UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
+async fn serve(
+    shell: Option<Shell>,
+    data_dir: &Path,
+    replicas: &mut [Replica],
+    args: &UpArgs,
+    json: bool,
+    ring: bool,
+) -> anyhow::Result<()> {
     let all: Vec<String> = replicas.iter().map(|r| r.info.address.clone()).collect();
     let view = tokio::select! {
         r = wait_ready(&all, replicas) => r?,
@@ -184,7 +190,9 @@ const RING_FILE: &str = "ring.toml";
 fn addresses(args: &UpArgs, p: u16, r: u16) -> anyhow::Result<(String, String)> {
     let i = p * args.replicas + r;
     let port = |offset: u16| {
-        args.base_port.checked_add(offset).with_context(|| format!("port {} + {offset} is out of range", args.base_port))
+        args.base_port
+            .checked_add(offset)
+            .with_context(|| format!("port {} + {offset} is out of range", args.base_port))
     };
     Ok((format!("127.0.0.1:{}", port(i)?), format!("127.0.0.1:{}", port(RAFT_PORT_OFFSET + i)?)))
 }
@@ -270,7 +278,9 @@ async fn wait_ready(addrs: &[String], replicas: &mut [Replica]) -> anyhow::Resul
             }
         }
         if started.elapsed() > START_TIMEOUT {
-            bail!("the cluster did not elect a leader in every group within {START_TIMEOUT:?}; see the server.log files");
+            bail!(
+                "the cluster did not elect a leader in every group within {START_TIMEOUT:?}; see the server.log files"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -288,7 +298,10 @@ fn report_deaths(replicas: &mut [Replica]) -> anyhow::Result<()> {
     let mut died = Vec::new();
     for r in replicas.iter_mut() {
         if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            died.push(format!("position {} replica {} (pid {}) exited: {status}", r.info.position, r.info.replica, r.info.pid));
+            died.push(format!(
+                "position {} replica {} (pid {}) exited: {status}",
+                r.info.position, r.info.replica, r.info.pid
+            ));
             r.child = None;
         }
     }

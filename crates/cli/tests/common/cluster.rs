@@ -10,7 +10,6 @@ use ringkv_client::{Client, ClientOptions};
 
 use super::free_port;
 
-
 pub struct Replica {
     pub id: usize,
     pub addr: String,

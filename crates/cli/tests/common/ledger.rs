@@ -66,6 +66,12 @@ pub async fn check_ledger(client: &Client, ledger: &Ledger) -> usize {
     all.len()
 }
 
-pub fn spawn_writers(client: impl Fn() -> Client, n: u64, ledger: &Ledger, acks: &Arc<AtomicU64>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_writers(
+    client: impl Fn() -> Client,
+    n: u64,
+    ledger: &Ledger,
+    acks: &Arc<AtomicU64>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..n).map(|w| tokio::spawn(writer(client(), w, ledger.clone(), acks.clone(), stop.clone()))).collect()
 }

@@ -75,11 +75,8 @@ pub fn server_argv(i: usize, ports: &[(u16, u16)], dir: &std::path::Path, extra:
 /// Starts a server process from `argv`, its stderr appended to
 /// `dir/server.log`.
 pub fn spawn(argv: &[String], dir: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))
-        .expect("open server.log");
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("open server.log");
     Command::new(&argv[0])
         .args(&argv[1..])
         .env("RUST_LOG", "info,openraft=warn")
@@ -140,7 +137,11 @@ impl Server {
                 let (p, r) = (i / n, i % n);
                 let dir = if n * positions == 1 { tmp.path().to_owned() } else { tmp.path().join(format!("p{p}r{r}")) };
                 std::fs::create_dir_all(&dir).expect("replica dir");
-                let argv = if positions == 1 { server_argv(r, &ports[0], &dir, extra) } else { ring_argv(p, r, &ports, &dir, extra) };
+                let argv = if positions == 1 {
+                    server_argv(r, &ports[0], &dir, extra)
+                } else {
+                    ring_argv(p, r, &ports, &dir, extra)
+                };
                 Proc { addr: format!("127.0.0.1:{}", ports[p][r].0), dir, argv, child: None }
             })
             .collect::<Vec<_>>();
@@ -302,7 +303,9 @@ pub async fn apply(client: &Client, key: &BigInt, cmd: ringkv_server::sm::comman
         Command::Set { timestamp, data, .. } => client.set(key, timestamp, data).await,
         Command::Del { .. } => client.del(key).await,
         Command::DelVersion { version, .. } => client.del_version(key, version).await,
-        Command::TestAndSet { timestamp, data, version, .. } => client.test_and_set(key, timestamp, data, version).await,
+        Command::TestAndSet { timestamp, data, version, .. } => {
+            client.test_and_set(key, timestamp, data, version).await
+        }
     };
     r.expect("request failed")
 }

@@ -66,10 +66,16 @@ impl TestRing {
             for i in 0..self.groups[p].len() {
                 while self.groups[p][i].status(false).await.is_none() {
                     if let Some(status) = self.groups[p][i].exited() {
-                        return Err(format!("position {p} replica {i} exited with {status}; log:\n{}", self.groups[p][i].log()));
+                        return Err(format!(
+                            "position {p} replica {i} exited with {status}; log:\n{}",
+                            self.groups[p][i].log()
+                        ));
                     }
                     if started.elapsed() > Duration::from_secs(90) {
-                        return Err(format!("position {p} replica {i} did not start; log:\n{}", self.groups[p][i].log()));
+                        return Err(format!(
+                            "position {p} replica {i} did not start; log:\n{}",
+                            self.groups[p][i].log()
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -34,9 +34,11 @@ fn prefix(ops: &[Operation], t: u64) -> Vec<Operation> {
         .filter(|o| o.call <= t)
         .filter_map(|o| match o.ret {
             Some(r) if r > t && !o.op.is_write() => None,
-            Some(r) if r > t => {
-                Some(Operation { ret: None, outcome: Outcome::Indeterminate { why: "pending at the cut".into() }, ..o.clone() })
-            }
+            Some(r) if r > t => Some(Operation {
+                ret: None,
+                outcome: Outcome::Indeterminate { why: "pending at the cut".into() },
+                ..o.clone()
+            }),
             _ => Some(o.clone()),
         })
         .collect()
@@ -70,7 +72,8 @@ pub fn shrink(ops: &[Operation], deadline: Instant) -> Witness {
     let is_culprit = |o: &Operation| culprit.as_ref().is_some_and(|c| c.record == o.record);
     let mut chunk = kept.iter().filter(|o| is_observation(o) && !is_culprit(o)).count();
     while chunk > 0 && Instant::now() < deadline {
-        let candidates: Vec<usize> = kept.iter().filter(|o| is_observation(o) && !is_culprit(o)).map(|o| o.record).collect();
+        let candidates: Vec<usize> =
+            kept.iter().filter(|o| is_observation(o) && !is_culprit(o)).map(|o| o.record).collect();
         for group in candidates.chunks(chunk).rev() {
             if Instant::now() >= deadline {
                 break;

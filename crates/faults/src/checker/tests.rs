@@ -101,7 +101,12 @@ fn indeterminate_writes_may_or_may_not_take_effect() {
     let set = op(Op::Set { data: 1 }, ok(Success, None), 0, Some(1));
     let tas = op(Op::TestAndSet { version: 1, data: 2 }, lost(), 2, None);
     // It took effect, late: long after it gave up.
-    let seen = [set.clone(), tas.clone(), op(Op::Get, ok(Success, val(1, 1)), 10, Some(11)), op(Op::Get, ok(Success, val(2, 2)), 20, Some(21))];
+    let seen = [
+        set.clone(),
+        tas.clone(),
+        op(Op::Get, ok(Success, val(1, 1)), 10, Some(11)),
+        op(Op::Get, ok(Success, val(2, 2)), 20, Some(21)),
+    ];
     assert_eq!(verdict(&seen), Found::Linearizable);
     // It never took effect.
     let never = [set.clone(), tas.clone(), op(Op::Get, ok(Success, val(1, 1)), 20, Some(21))];
@@ -111,7 +116,12 @@ fn indeterminate_writes_may_or_may_not_take_effect() {
     let early = [set.clone(), op(Op::Get, ok(Success, val(2, 2)), 1, Some(2)), late];
     assert_eq!(verdict(&early), Found::NotLinearizable);
     // And only once: after it is seen, the old value cannot come back.
-    let flicker = [set, tas, op(Op::Get, ok(Success, val(2, 2)), 10, Some(11)), op(Op::Get, ok(Success, val(1, 1)), 20, Some(21))];
+    let flicker = [
+        set,
+        tas,
+        op(Op::Get, ok(Success, val(2, 2)), 10, Some(11)),
+        op(Op::Get, ok(Success, val(1, 1)), 20, Some(21)),
+    ];
     assert_eq!(verdict(&flicker), Found::NotLinearizable);
 }
 
@@ -133,7 +143,14 @@ fn budget_exceeded_is_not_a_pass() {
     assert_eq!(check_ops(&big, Instant::now()), Found::BudgetExceeded);
     let records: Vec<Record> = big
         .iter()
-        .map(|o| Record { client: 0, key: 0, op: o.op, invoke_ns: o.call, return_ns: o.ret.unwrap_or(u64::MAX), outcome: o.outcome.clone() })
+        .map(|o| Record {
+            client: 0,
+            key: 0,
+            op: o.op,
+            invoke_ns: o.call,
+            return_ns: o.ret.unwrap_or(u64::MAX),
+            outcome: o.outcome.clone(),
+        })
         .collect();
     assert_eq!(check(&records, Duration::ZERO)[0].verdict, Verdict::Unknown);
 }
@@ -142,14 +159,42 @@ fn budget_exceeded_is_not_a_pass() {
 fn a_violation_comes_with_a_small_witness() {
     let mut records = vec![
         Record { client: 0, key: 3, op: Op::Set { data: 1 }, invoke_ns: 0, return_ns: 1, outcome: ok(Success, None) },
-        Record { client: 1, key: 3, op: Op::TestAndSet { version: 1, data: 2 }, invoke_ns: 2, return_ns: 3, outcome: ok(Success, val(1, 1)) },
+        Record {
+            client: 1,
+            key: 3,
+            op: Op::TestAndSet { version: 1, data: 2 },
+            invoke_ns: 2,
+            return_ns: 3,
+            outcome: ok(Success, val(1, 1)),
+        },
     ];
     for i in 0..50 {
-        records.push(Record { client: 2, key: 3, op: Op::Get, invoke_ns: 4 + 2 * i, return_ns: 5 + 2 * i, outcome: ok(Success, val(2, 2)) });
+        records.push(Record {
+            client: 2,
+            key: 3,
+            op: Op::Get,
+            invoke_ns: 4 + 2 * i,
+            return_ns: 5 + 2 * i,
+            outcome: ok(Success, val(2, 2)),
+        });
     }
-    records.push(Record { client: 3, key: 3, op: Op::Get, invoke_ns: 200, return_ns: 201, outcome: ok(Success, val(1, 1)) });
+    records.push(Record {
+        client: 3,
+        key: 3,
+        op: Op::Get,
+        invoke_ns: 200,
+        return_ns: 201,
+        outcome: ok(Success, val(1, 1)),
+    });
     for i in 0..50 {
-        records.push(Record { client: 2, key: 3, op: Op::Get, invoke_ns: 300 + 2 * i, return_ns: 301 + 2 * i, outcome: ok(Success, val(2, 2)) });
+        records.push(Record {
+            client: 2,
+            key: 3,
+            op: Op::Get,
+            invoke_ns: 300 + 2 * i,
+            return_ns: 301 + 2 * i,
+            outcome: ok(Success, val(2, 2)),
+        });
     }
     let v = &check(&records, Duration::from_secs(10))[0];
     assert_eq!(v.verdict, Verdict::NotLinearizable);
@@ -226,7 +271,8 @@ fn random_history(rng: &mut StdRng) -> Vec<Operation> {
         let i = rng.random_range(0..ops.len());
         if ops[i].ret.is_some() {
             let status = [Success, Error, ErrorNe, ErrorWv][rng.random_range(0..4)];
-            let value = rng.random_bool(0.7).then(|| Val { version: rng.random_range(1..=3), data: rng.random_range(1..=7) });
+            let value =
+                rng.random_bool(0.7).then(|| Val { version: rng.random_range(1..=3), data: rng.random_range(1..=7) });
             ops[i].outcome = ok(status, value);
         }
     }
@@ -242,7 +288,11 @@ fn agrees_with_brute_force_on_random_histories() {
         let expected = brute_force(&h);
         let found = verdict(&h);
         assert_eq!(found == Found::Linearizable, expected, "case {case}: {h:#?}");
-        if expected { yes += 1 } else { no += 1 }
+        if expected {
+            yes += 1
+        } else {
+            no += 1
+        }
     }
     // Both kinds must be well represented for the comparison to mean much.
     assert!(yes > 500 && no > 500, "{yes} linearizable, {no} not");
@@ -252,7 +302,14 @@ fn agrees_with_brute_force_on_random_histories() {
 fn operations_leave_out_what_had_no_effect() {
     let records = vec![
         Record { client: 0, key: 1, op: Op::Get, invoke_ns: 0, return_ns: 1, outcome: lost() },
-        Record { client: 0, key: 1, op: Op::Set { data: 1 }, invoke_ns: 2, return_ns: 3, outcome: Outcome::Fail { why: "bad".into() } },
+        Record {
+            client: 0,
+            key: 1,
+            op: Op::Set { data: 1 },
+            invoke_ns: 2,
+            return_ns: 3,
+            outcome: Outcome::Fail { why: "bad".into() },
+        },
         Record { client: 0, key: 1, op: Op::Set { data: 2 }, invoke_ns: 4, return_ns: 5, outcome: lost() },
         Record { client: 0, key: 2, op: Op::Get, invoke_ns: 6, return_ns: 7, outcome: ok(Error, None) },
     ];

@@ -66,13 +66,8 @@ impl StateMachine {
                 }
             }
         }
-        let shared = Shared {
-            store,
-            dir: dir.to_owned(),
-            snapshots_kept,
-            purge_tx,
-            current: std::sync::Mutex::new(current),
-        };
+        let shared =
+            Shared { store, dir: dir.to_owned(), snapshots_kept, purge_tx, current: std::sync::Mutex::new(current) };
         Ok(Self { shared: Arc::new(shared) })
     }
 

@@ -36,7 +36,10 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request type that can be sent to another replica's `KeyValue`.
 pub trait Forwardable: Send + 'static + Sized {
-    fn send(client: KeyValueClient<Channel>, req: Request<Self>) -> BoxFuture<'static, Result<Response<pb::Reply>, Status>>;
+    fn send(
+        client: KeyValueClient<Channel>,
+        req: Request<Self>,
+    ) -> BoxFuture<'static, Result<Response<pb::Reply>, Status>>;
     /// The key's wire bytes: what routing places on the ring.
     fn key(&self) -> &bytes::Bytes;
 }
@@ -118,7 +121,14 @@ impl Forwarder {
     /// Sends `msg` to the node at `addr` (`to` says what it is, for errors)
     /// and returns its answer, with one more hop counted. `via` is how the
     /// request reached this node; `leg` what this forward is.
-    pub async fn forward<T: Forwardable>(&self, addr: &str, to: &str, msg: T, via: Via, leg: Leg) -> Result<Response<pb::Reply>, Status> {
+    pub async fn forward<T: Forwardable>(
+        &self,
+        addr: &str,
+        to: &str,
+        msg: T,
+        via: Via,
+        leg: Leg,
+    ) -> Result<Response<pb::Reply>, Status> {
         let client = self.client(addr)?;
         let mut req = Request::new(msg);
         req.set_timeout(FORWARD_TIMEOUT);

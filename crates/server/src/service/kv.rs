@@ -107,7 +107,11 @@ impl KvService {
     /// proposed and then lost leadership over may still be committed by the
     /// next leader, so forwarding it then could apply it twice. Such a
     /// write is answered UNAVAILABLE (its effect is unknown) instead.
-    async fn write<T: WriteMessage>(&self, req: Request<T>, cmd: impl FnOnce(&T) -> Result<Command, InputError>) -> Answer {
+    async fn write<T: WriteMessage>(
+        &self,
+        req: Request<T>,
+        cmd: impl FnOnce(&T) -> Result<Command, InputError>,
+    ) -> Answer {
         let via = Via::of(&req);
         let msg = req.into_inner();
         let cmd = LogRequest { cmd: cmd(&msg)?, session: msg.session(), time_ms: now_ms() };
@@ -142,7 +146,9 @@ impl KvService {
 impl KeyValue for KvService {
     async fn set(&self, request: Request<pb::SetRequest>) -> Answer {
         self.serve(request, |req| {
-            self.write(req, |r| Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? }))
+            self.write(req, |r| {
+                Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? })
+            })
         })
         .await
     }
@@ -156,8 +162,10 @@ impl KeyValue for KvService {
     }
 
     async fn del_version(&self, request: Request<pb::DelVersionRequest>) -> Answer {
-        self.serve(request, |req| self.write(req, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version })))
-            .await
+        self.serve(request, |req| {
+            self.write(req, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version }))
+        })
+        .await
     }
 
     async fn test_and_set(&self, request: Request<pb::TestAndSetRequest>) -> Answer {

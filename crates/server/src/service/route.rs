@@ -112,7 +112,8 @@ impl Router {
         let group = &self.groups[next];
         let addr = group.target();
         let via = Via::of(&req);
-        let answer = forwarder.forward(&addr, &format!("ring position {next}"), req.into_inner(), via, Leg::ToPosition).await;
+        let answer =
+            forwarder.forward(&addr, &format!("ring position {next}"), req.into_inner(), via, Leg::ToPosition).await;
         let md = match &answer {
             Ok(r) => r.metadata(),
             Err(s) => s.metadata(),
@@ -160,9 +161,19 @@ impl Router {
                 let replicas = group
                     .replicas
                     .iter()
-                    .map(|r| Member { id: r.id, addr: r.addr.clone(), raft_addr: r.raft_addr.clone().unwrap_or_default() })
+                    .map(|r| Member {
+                        id: r.id,
+                        addr: r.addr.clone(),
+                        raft_addr: r.raft_addr.clone().unwrap_or_default(),
+                    })
                     .collect();
-                RingPosition { position: p as u32, id: ringkv_ring::show(&id), range_start: ringkv_ring::show(&start), replicas, leader }
+                RingPosition {
+                    position: p as u32,
+                    id: ringkv_ring::show(&id),
+                    range_start: ringkv_ring::show(&start),
+                    replicas,
+                    leader,
+                }
             })
             .collect();
         RingReply {

@@ -106,9 +106,7 @@ pub fn apply<S: Store>(store: &mut S, command: Command) -> Result<Reply, S::Erro
         },
         Command::DelVersion { key, version } => match store.get(&key)? {
             None => Ok(Reply::new(Status::ErrorNe, None)),
-            Some(current) if current.version != version => {
-                Ok(Reply::new(Status::ErrorWv, Some(current)))
-            }
+            Some(current) if current.version != version => Ok(Reply::new(Status::ErrorWv, Some(current))),
             Some(removed) => {
                 store.delete(&key)?;
                 Ok(Reply::new(Status::Success, Some(removed)))
@@ -116,9 +114,7 @@ pub fn apply<S: Store>(store: &mut S, command: Command) -> Result<Reply, S::Erro
         },
         Command::TestAndSet { key, timestamp, data, version } => match store.get(&key)? {
             None => Ok(Reply::new(Status::ErrorNe, None)),
-            Some(current) if current.version != version => {
-                Ok(Reply::new(Status::ErrorWv, Some(current)))
-            }
+            Some(current) if current.version != version => Ok(Reply::new(Status::ErrorWv, Some(current))),
             Some(replaced) => {
                 // Saturating: a version of i64::MAX stays put rather than wrap
                 // to a negative number a client could confuse with another.

@@ -62,8 +62,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<SnapshotFile>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(index) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|n| n.parse().ok())
-        else {
+        let Some(index) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|n| n.parse().ok()) else {
             continue;
         };
         found.push(SnapshotFile { index, path: entry.path() });
@@ -112,8 +111,8 @@ pub fn write(
     let io_err = |source| SnapshotError::Io { path: tmp.clone(), source };
     let file = File::create(&tmp).map_err(io_err)?;
     let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
-    let meta_bytes = postcard::to_allocvec(meta)
-        .map_err(|e| SnapshotError::Corrupt { path: tmp.clone(), why: e.to_string() })?;
+    let meta_bytes =
+        postcard::to_allocvec(meta).map_err(|e| SnapshotError::Corrupt { path: tmp.clone(), why: e.to_string() })?;
     out.put(MAGIC).map_err(io_err)?;
     out.put(&len_u32(meta_bytes.len())?.to_le_bytes()).map_err(io_err)?;
     out.put(&meta_bytes).map_err(io_err)?;
@@ -169,8 +168,7 @@ pub fn read(
     }
     let meta_len = u32::from_le_bytes(input.array().map_err(short)?) as usize;
     let meta_bytes = input.vec(meta_len).map_err(short)?;
-    let meta: SnapshotMeta =
-        postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("metadata: {e}")))?;
     let mut count = 0u64;
     loop {
         let [tag] = input.array().map_err(short)?;

@@ -90,10 +90,7 @@ impl KvStore {
     }
 
     /// The last applied log id and membership, as of `txn`.
-    pub fn applied_state(
-        &self,
-        txn: &RoTxn<'_, WithoutTls>,
-    ) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+    pub fn applied_state(&self, txn: &RoTxn<'_, WithoutTls>) -> Result<(Option<LogId>, StoredMembership), StoreError> {
         let applied = match self.meta.get(txn, META_APPLIED)? {
             Some(b) => Some(decode_meta(b)?),
             None => None,
@@ -112,18 +109,12 @@ impl KvStore {
     }
 
     /// Every key and its encoded value, in key order, as of `txn`.
-    pub fn iter<'t>(
-        &self,
-        txn: &'t RoTxn<'_, WithoutTls>,
-    ) -> Result<Pairs<'t>, StoreError> {
+    pub fn iter<'t>(&self, txn: &'t RoTxn<'_, WithoutTls>) -> Result<Pairs<'t>, StoreError> {
         Ok(Box::new(self.data.iter(txn)?.map(|r| r.map_err(StoreError::from))))
     }
 
     /// Every session record (client id bytes, encoded record), as of `txn`.
-    pub fn iter_sessions<'t>(
-        &self,
-        txn: &'t RoTxn<'_, WithoutTls>,
-    ) -> Result<Pairs<'t>, StoreError> {
+    pub fn iter_sessions<'t>(&self, txn: &'t RoTxn<'_, WithoutTls>) -> Result<Pairs<'t>, StoreError> {
         Ok(Box::new(self.sessions.iter(txn)?.map(|r| r.map_err(StoreError::from))))
     }
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 use super::meta::{self, LogMeta};
-use super::record::{self, Header, RecordFault, OLD_SEGMENT_MAGICS, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{
+    self, Header, RecordFault, OLD_SEGMENT_MAGICS, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+};
 use super::state::Slot;
 use super::LogError;
 use crate::raft::types::Entry;
