@@ -50,7 +50,7 @@ async fn every_workload_runs_against_a_live_server() {
 
 #[test]
 fn etcd_target_against_a_non_etcd_port_fails_cleanly() {
-    let port = common::free_port().to_string();
+    let port = ringkv_testkit::free_port().unwrap().to_string();
     let addr = format!("127.0.0.1:{port}");
     let (code, _, err) =
         ringkv(&["bench", "--target", "etcd", "--addr", &addr, "--workload", "get", "--duration", "0.5"]);

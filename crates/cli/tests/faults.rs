@@ -8,7 +8,8 @@
 //! `target/broken` (a full compile the first time).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use ringkv_testkit::exe::{self, Output};
 
 const SEED: &str = "7";
 const DURATION: &str = "20";
@@ -20,22 +21,19 @@ fn broken_binary() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target = root.join("target/broken");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-p", "ringkv", "--features", "ringkv-server/broken-stale-reads", "--target-dir"])
-        .arg(&target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the broken server failed");
+    let target_dir = target.display().to_string();
+    let features = ["build", "-p", "ringkv", "--features", "ringkv-server/broken-stale-reads", "--target-dir"];
+    let args = features.iter().copied().chain([target_dir.as_str(), "--manifest-path"]).map(String::from);
+    let manifest = root.join("Cargo.toml").display().to_string();
+    let built = exe::run(Path::new(&cargo), args.chain([manifest])).expect("run cargo");
+    assert_eq!(built.code, 0, "building the broken server failed:\n{}", built.stderr);
     target.join("debug/ringkv")
 }
 
 fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(bin);
-    cmd.args(["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out"])
-        .arg(out)
-        .args(extra);
-    cmd.output().expect("run ringkv faults")
+    let out = out.display().to_string();
+    let args = ["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out", &out];
+    exe::run(bin, args.iter().chain(extra)).expect("run ringkv faults")
 }
 
 fn report(out: &Path) -> serde_json::Value {
@@ -49,34 +47,25 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let broken = broken_binary();
     let out = dir.path().join("broken");
     let run = faults(&broken, &out, &[]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(
-        run.status.code(),
-        Some(3),
-        "the broken build was not caught:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = &run.stdout;
+    assert_eq!(run.code, 3, "the broken build was not caught:\n{stdout}\n{}", run.stderr);
     let r = report(&out);
     assert_eq!(r["pass"], false);
     let stale = r["checked"].as_array().unwrap().iter().filter(|k| k["verdict"] == "not_linearizable").count();
     assert!(stale > 0, "caught, but not by the linearizability checker:\n{stdout}");
     assert!(stdout.contains("a failing sub-history"), "no readable witness:\n{stdout}");
     // The recorded history alone says the same, offline.
-    let check = Command::new(&broken).arg("faults").arg("--check").arg(out.join("history.jsonl")).output().unwrap();
-    assert_eq!(check.status.code(), Some(3));
+    let history = out.join("history.jsonl").display().to_string();
+    let check = exe::run(&broken, ["faults", "--check", &history]).unwrap();
+    assert_eq!(check.code, 3, "{}", check.stdout);
     assert!(out.join("timeline.html").exists());
 
     // The real server, the same schedule: no violation.
     let real = Path::new(env!("CARGO_BIN_EXE_ringkv"));
     let out = dir.path().join("real");
     let run = faults(real, &out, &[]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "the real server failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = &run.stdout;
+    assert_eq!(run.code, 0, "the real server failed:\n{stdout}\n{}", run.stderr);
     let r = report(&out);
     assert!(r["faults"].as_array().unwrap().len() >= 2, "too few faults to mean anything:\n{stdout}");
     assert!(r["totals"]["ok"].as_u64().unwrap() > 300, "too few operations:\n{stdout}");
@@ -87,6 +76,6 @@ fn a_run_refuses_an_out_dir_with_old_data() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data/r0")).unwrap();
     let run = faults(Path::new(env!("CARGO_BIN_EXE_ringkv")), dir.path(), &[]);
-    assert_eq!(run.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("already holds a run's data"));
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("already holds a run's data"), "{}", run.stderr);
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, ONE_AT_A_TIME};
 use common::ledger::{check_ledger, spawn_writers, Ledger};
+use common::{opts, spec, start, ONE_AT_A_TIME};
 use num_bigint::BigInt;
 use ringkv_client::Outcome;
 use ringkv_server::sm::outcome_table::{rows, setup, Op};
@@ -24,10 +24,10 @@ fn restart_secs() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcome_table_through_any_replica() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(3, &[]).await;
+    let cluster = start(spec(1, 3, &[])).await;
     for (i, row) in rows(b"\x00").into_iter().enumerate() {
         // Each row through a different replica: followers forward.
-        let client = cluster.client_of(i % 3);
+        let client = cluster.replica(0, i % 3).client(opts(false)).unwrap();
         let key = BigInt::from(i as u64 + 1_000);
         let wire = ringkv_api::encode_key(&key);
         for cmd in row.before.iter().flat_map(|v| setup(&wire, v)) {
@@ -39,41 +39,38 @@ async fn outcome_table_through_any_replica() {
         };
         assert_eq!(common::outcome(row.outcome), reply.outcome, "line {}: {}", row.line, row.text);
         assert_eq!(common::value(row.returned.clone()), reply.value, "line {}: {}", row.line, row.text);
-        let after = cluster.client_of((i + 1) % 3).get(&key).await.unwrap().value;
+        let after = cluster.replica(0, (i + 1) % 3).client(opts(false)).unwrap().get(&key).await.unwrap().value;
         assert_eq!(after, common::value(row.after.clone()), "after, line {}", row.line);
     }
-    cluster.wait_identical(Duration::from_secs(10)).await;
+    cluster.wait_identical(0, Duration::from_secs(10)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_under_load_lose_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3, &["--snapshot-every", "500"]).await;
+    let mut cluster = start(spec(1, 3, &["--snapshot-every", "500"])).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-    let writers = spawn_writers(|| cluster.client(), 6, &ledger, &acks, &stop);
+    let writers = spawn_writers(|| cluster.client(opts(false)).unwrap(), 6, &ledger, &acks, &stop);
     let deadline = Instant::now() + Duration::from_secs(restart_secs());
     let mut restarts = 0;
     let mut victim = 0usize;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(700)).await;
         victim = (victim + 1 + restarts % 2) % 3;
-        cluster.replicas[victim].kill9();
+        cluster.kill9(0, victim);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        cluster.replicas[victim].launch();
+        cluster.restart(0, victim).unwrap();
         restarts += 1;
         // At most one down at a time: wait until it serves again.
-        let r = &cluster.replicas[victim];
-        common::wait_for("the restarted replica", Duration::from_secs(30), || async {
-            r.status(false).await.is_some()
-        })
-        .await;
+        common::wait_serving(&cluster, 0, victim).await;
     }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
     }
-    let (index, digest) = cluster.wait_identical(Duration::from_secs(30)).await;
-    let keys = check_ledger(&cluster.client(), &ledger).await;
+    let converged = cluster.wait_identical(0, Duration::from_secs(30)).await.unwrap();
+    let (index, digest) = (converged.index, converged.digest);
+    let keys = check_ledger(&cluster.client(opts(false)).unwrap(), &ledger).await;
     eprintln!("restart scenario: {restarts} restarts, {} acknowledged writes, {keys} keys; replicas identical at index {index} ({digest})", acks.load(Ordering::Relaxed));
     assert!(restarts >= 3 && acks.load(Ordering::Relaxed) > 100);
 }
@@ -81,15 +78,15 @@ async fn restarts_under_load_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_fails_over_and_loses_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3, &[]).await;
+    let mut cluster = start(spec(1, 3, &[])).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-    let writers = spawn_writers(|| cluster.client(), 4, &ledger, &acks, &stop);
-    let probe = cluster.client();
+    let writers = spawn_writers(|| cluster.client(opts(false)).unwrap(), 4, &ledger, &acks, &stop);
+    let probe = cluster.client(opts(false)).unwrap();
     let mut failovers = Vec::new();
     for round in 0..5u64 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-        cluster.replicas[leader].kill9();
+        let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
+        cluster.kill9(0, leader);
         let killed = Instant::now();
         // First successful write after the kill.
         let key = BigInt::from(9_000_000_000u64 + round);
@@ -101,14 +98,14 @@ async fn leader_kill_fails_over_and_loses_nothing() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         failovers.push(killed.elapsed());
-        cluster.replicas[leader].launch();
+        cluster.restart(0, leader).unwrap();
     }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
     }
-    cluster.wait_identical(Duration::from_secs(30)).await;
-    check_ledger(&cluster.client(), &ledger).await;
+    cluster.wait_identical(0, Duration::from_secs(30)).await.unwrap();
+    check_ledger(&cluster.client(opts(false)).unwrap(), &ledger).await;
     failovers.sort();
     eprintln!("leader kill -> first write: median {:?}, worst {:?} ({failovers:?})", failovers[2], failovers[4]);
     // The bar is "elected and serving within 1 s"; the worst case gets
@@ -120,22 +117,22 @@ async fn leader_kill_fails_over_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_purged_log_returns_by_snapshot() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3, &["--snapshot-every", "50", "--snapshot-interval", "0"]).await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let mut cluster = start(spec(1, 3, &["--snapshot-every", "50", "--snapshot-interval", "0"])).await;
+    let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
     let down = (leader + 1) % 3;
-    cluster.replicas[down].kill9();
-    let client = cluster.client_of(leader);
+    cluster.kill9(0, down);
+    let client = cluster.replica(0, leader).client(opts(false)).unwrap();
     for i in 0..600u64 {
         assert_eq!(client.set(&BigInt::from(i), 0, format!("{i}")).await.unwrap().outcome, Outcome::Success);
     }
-    let s = cluster.replicas[leader].status(false).await.unwrap();
+    let s = cluster.replica(0, leader).status(false, Duration::from_secs(5)).await.unwrap();
     assert!(s.purged_index > 10, "the leader's log was not purged: {s:?}");
-    cluster.replicas[down].launch();
-    cluster.wait_identical(Duration::from_secs(30)).await;
-    let back = cluster.replicas[down].status(false).await.unwrap();
+    cluster.restart(0, down).unwrap();
+    cluster.wait_identical(0, Duration::from_secs(30)).await.unwrap();
+    let back = cluster.replica(0, down).status(false, Duration::from_secs(5)).await.unwrap();
     assert!(back.snapshot_index > 0, "caught up without a snapshot: {back:?}");
-    assert!(cluster.replicas[down].log().contains("installed snapshot"), "no snapshot install logged");
-    let got = cluster.client_of(down).get(&BigInt::from(599)).await.unwrap();
+    assert!(cluster.replica(0, down).process.log().contains("installed snapshot"), "no snapshot install logged");
+    let got = cluster.replica(0, down).client(opts(false)).unwrap().get(&BigInt::from(599)).await.unwrap();
     assert_eq!(got.value.unwrap().data.as_ref(), b"599");
 }
 
@@ -147,10 +144,10 @@ async fn a_retried_write_is_applied_once_across_failover() {
     use bytes::Bytes;
     use ringkv_api::pb;
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3, &[]).await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let mut cluster = start(spec(1, 3, &[])).await;
+    let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
     let key = Bytes::from(ringkv_api::encode_key(&BigInt::from(77)));
-    let mut raw = cluster.client_of(leader).raw();
+    let mut raw = cluster.replica(0, leader).client(opts(false)).unwrap().raw();
     let set = pb::SetRequest { key: key.clone(), timestamp: 1, data: Bytes::from_static(b"one"), ..Default::default() };
     assert_eq!(raw.set(set).await.unwrap().into_inner().status, pb::Status::Success as i32);
     let tas = pb::TestAndSetRequest {
@@ -166,9 +163,9 @@ async fn a_retried_write_is_applied_once_across_failover() {
     assert_eq!(first.status, pb::Status::Success as i32);
 
     // The answer is "lost"; the leader dies; the client resends elsewhere.
-    cluster.replicas[leader].kill9();
+    cluster.kill9(0, leader);
     let other = (leader + 1) % 3;
-    let mut retry_raw = cluster.client_of(other).raw();
+    let mut retry_raw = cluster.replica(0, other).client(opts(false)).unwrap().raw();
     let retried = loop {
         match retry_raw.test_and_set(tas.clone()).await {
             Ok(r) => break r.into_inner(),
@@ -177,15 +174,16 @@ async fn a_retried_write_is_applied_once_across_failover() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(retried, first, "the retry must get the first answer");
-    let now = cluster.client_of(other).get(&BigInt::from(77)).await.unwrap().value.unwrap();
+    let now =
+        cluster.replica(0, other).client(opts(false)).unwrap().get(&BigInt::from(77)).await.unwrap().value.unwrap();
     assert_eq!((now.version, now.data.as_ref()), (2, &b"two"[..]), "applied once");
 
     // Without session fields, the same request is a new write.
     let plain = pb::TestAndSetRequest { client_id: 0, sequence: 0, first_unacked: 0, ..tas };
     let again = retry_raw.test_and_set(plain).await.unwrap().into_inner();
     assert_eq!(again.status, pb::Status::ErrorWv as i32);
-    cluster.replicas[leader].launch();
-    cluster.wait_identical(Duration::from_secs(30)).await;
+    cluster.restart(0, leader).unwrap();
+    cluster.wait_identical(0, Duration::from_secs(30)).await.unwrap();
 }
 
 /// A serializable read is answered by the replica called, even with no
@@ -193,18 +191,18 @@ async fn a_retried_write_is_applied_once_across_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serializable_reads_answer_locally_linearizable_ones_refuse() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3, &[]).await;
+    let mut cluster = start(spec(1, 3, &[])).await;
     let key = BigInt::from(5);
-    assert_eq!(cluster.client().set(&key, 0, "five").await.unwrap().outcome, Outcome::Success);
-    cluster.wait_identical(Duration::from_secs(10)).await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    assert_eq!(cluster.client(opts(false)).unwrap().set(&key, 0, "five").await.unwrap().outcome, Outcome::Success);
+    cluster.wait_identical(0, Duration::from_secs(10)).await.unwrap();
+    let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
     let survivor = (leader + 1) % 3;
     for i in 0..3 {
         if i != survivor {
-            cluster.replicas[i].kill9();
+            cluster.kill9(0, i);
         }
     }
-    let alone = cluster.client_of(survivor);
+    let alone = cluster.replica(0, survivor).client(opts(false)).unwrap();
     let stale_ok = alone.get_serializable(&key).await.unwrap();
     assert_eq!(stale_ok.value.unwrap().data.as_ref(), b"five");
     let err = alone.get(&key).await.unwrap_err();

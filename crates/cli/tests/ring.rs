@@ -11,14 +11,62 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::ONE_AT_A_TIME;
 use common::ledger::{check_ledger, spawn_writers, Ledger};
-use common::ring::TestRing;
+use common::ONE_AT_A_TIME;
 use num_bigint::BigInt;
 use rand::Rng;
 use ringkv_api::pb::{self, key_value_client::KeyValueClient};
-use ringkv_client::{Client, Outcome};
+use ringkv_client::{Client, ClientOptions, Outcome};
+use ringkv_ring::Placement;
+use ringkv_testkit::{Cluster, Process};
 use tonic::transport::Channel;
+
+/// A ring under test, and the ring itself (the pure `ringkv_ring::Ring`
+/// the servers build from the same configuration) so that a test can say
+/// which group owns a key.
+struct TestRing {
+    cluster: Cluster,
+    ring: ringkv_ring::Ring,
+}
+
+impl TestRing {
+    async fn start(positions: usize, replicas: usize, extra: &[&str]) -> TestRing {
+        let cluster = common::start(common::spec(positions, replicas, extra)).await;
+        let ring = ringkv_ring::Ring::evenly(ringkv_ring::DEFAULT_M, positions, Placement::Hash).expect("ring");
+        TestRing { cluster, ring }
+    }
+
+    /// A client of every node: ring-aware, or spreading requests over all
+    /// nodes and letting them route.
+    fn client(&self, ring_aware: bool) -> Client {
+        let opts = ClientOptions { timeout: Duration::from_secs(10), ring: ring_aware, ..ClientOptions::default() };
+        self.cluster.client(opts).expect("client")
+    }
+
+    /// A client of one node only, letting it route.
+    fn client_of(&self, p: usize, r: usize) -> Client {
+        self.cluster.replica(p, r).client(ClientOptions::default()).expect("client")
+    }
+
+    fn addr(&self, p: usize, r: usize) -> &str {
+        &self.cluster.replica(p, r).addr
+    }
+
+    /// The position that owns `key`.
+    fn owner(&self, key: &BigInt) -> usize {
+        self.ring.owner_of_key(&ringkv_api::encode_key(key))
+    }
+
+    async fn wait_leader(&self, p: usize, within: Duration) -> usize {
+        self.cluster.wait_leader(p, within).await.expect("a leader")
+    }
+
+    /// (applied index, digest, keys) once position `p`'s replicas agree.
+    async fn wait_identical(&self, p: usize, within: Duration) -> (u64, String, u64) {
+        let c = self.cluster.wait_identical(p, within).await.expect("replicas converge");
+        (c.index, c.digest, c.keys)
+    }
+}
 
 /// Seconds the ring's restart scenario runs (RINGKV_RESTART_SECS).
 fn restart_secs() -> u64 {
@@ -46,7 +94,7 @@ async fn hops_of_get(raw: &mut KeyValueClient<Channel>, key: &BigInt) -> u32 {
 /// Mean and most hops of `samples` gets of uniformly random keys, each
 /// through a uniformly random node, routed by the servers.
 async fn server_side_hops(ring: &TestRing, samples: usize) -> (f64, u32) {
-    let mut raws: Vec<_> = ring.groups.iter().flatten().map(|r| ring_raw(&r.addr)).collect();
+    let mut raws: Vec<_> = ring.cluster.addrs().iter().map(|a| ring_raw(a)).collect();
     let mut rng = rand::rng();
     let (mut total, mut most) = (0u64, 0u32);
     for _ in 0..samples {
@@ -141,18 +189,14 @@ async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
     let mut ring = TestRing::start(2, 3, &[]).await;
     // Position 1's replica 0 (whom routing tries first) must be a follower.
     while ring.wait_leader(1, Duration::from_secs(30)).await == 0 {
-        ring.groups[1][0].kill9();
+        ring.cluster.kill9(1, 0);
         let other = ring.wait_leader(1, Duration::from_secs(30)).await;
         assert_ne!(other, 0);
-        ring.groups[1][0].launch();
-        let r = &ring.groups[1][0];
-        common::wait_for("the restarted replica", Duration::from_secs(30), || async {
-            r.status(false).await.is_some()
-        })
-        .await;
+        ring.cluster.restart(1, 0).unwrap();
+        common::wait_serving(&ring.cluster, 1, 0).await;
     }
     let keys: Vec<BigInt> = (0..1000).map(BigInt::from).filter(|k| ring.owner(k) == 1).take(2).collect();
-    let mut entry = ring_raw(&ring.groups[0][0].addr);
+    let mut entry = ring_raw(ring.addr(0, 0));
     let set = |k: &BigInt| pb::SetRequest {
         key: ringkv_api::encode_key(k).into(),
         timestamp: 1,
@@ -167,11 +211,7 @@ async fn a_routed_request_reaches_the_owner_leader_and_teaches_the_way() {
     assert_eq!(hops(&second), "1", "straight to the learned leader");
     let leader = ring.wait_leader(1, Duration::from_secs(5)).await;
     let told = second.metadata().get("ringkv-leader").unwrap().to_str().unwrap().to_owned();
-    assert_eq!(
-        told,
-        ring.groups[0][ring.wait_leader(0, Duration::from_secs(5)).await].addr,
-        "the entry group's leader"
-    );
+    assert_eq!(told, ring.addr(0, ring.wait_leader(0, Duration::from_secs(5)).await), "the entry group's leader");
     assert_eq!(ring.client_of(1, leader).get(&keys[1]).await.unwrap().outcome, Outcome::Success);
     let (_, _, count) = ring.wait_identical(1, Duration::from_secs(30)).await;
     assert_eq!(count, 2);
@@ -199,20 +239,20 @@ async fn routing_takes_about_half_log2_n_hops() {
 async fn inconsistent_rings_hit_the_hop_limit_with_a_clear_error() {
     let _one = ONE_AT_A_TIME.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let ports = [(common::free_port(), common::free_port()), (common::free_port(), common::free_port())];
+    let port = || ringkv_testkit::free_port().unwrap();
+    let ports = [(port(), port()), (port(), port())];
     let group = |i: usize| format!("127.0.0.1:{}/127.0.0.1:{}", ports[i].0, ports[i].1);
-    let mut replicas: Vec<common::cluster::Replica> = (0..2)
+    let addrs: Vec<String> = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
+    let mut servers: Vec<Process> = (0..2)
         .map(|i| {
             let dir = tmp.path().join(format!("n{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let addr = format!("127.0.0.1:{}", ports[i].0);
             let argv: Vec<String> = [
                 env!("CARGO_BIN_EXE_ringkv"),
                 "server",
                 "--data-dir",
                 &dir.display().to_string(),
                 "--listen",
-                &addr,
+                &addrs[i],
                 "--position",
                 "0",
                 "--ring-group",
@@ -225,13 +265,13 @@ async fn inconsistent_rings_hit_the_hop_limit_with_a_clear_error() {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            common::cluster::Replica::new(i, addr, dir, argv)
+            Process::new(format!("server {i}"), argv, dir.join("server.log"))
         })
         .collect();
-    for r in &mut replicas {
-        r.launch();
+    for s in &mut servers {
+        s.start().unwrap();
     }
-    let client = Client::new(&replicas[0].addr, Default::default()).unwrap();
+    let client = Client::new(&addrs[0], Default::default()).unwrap();
     let view = ringkv_ring::Ring::evenly(ringkv_ring::DEFAULT_M, 2, ringkv_ring::Placement::Hash).unwrap();
     let (mine, theirs) = {
         let keys: Vec<BigInt> = (0..100).map(BigInt::from).collect();
@@ -268,19 +308,15 @@ async fn restarts_in_every_group_lose_nothing() {
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(700)).await;
         // One replica per group, a different one each round.
-        for (p, group) in ring.groups.iter_mut().enumerate() {
-            group[(rounds + p) % 3].kill9();
+        for p in 0..positions {
+            ring.cluster.kill9(p, (rounds + p) % 3);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        for (p, group) in ring.groups.iter_mut().enumerate() {
-            group[(rounds + p) % 3].launch();
+        for p in 0..positions {
+            ring.cluster.restart(p, (rounds + p) % 3).unwrap();
         }
-        for (p, group) in ring.groups.iter().enumerate() {
-            let r = &group[(rounds + p) % 3];
-            common::wait_for("the restarted replica", Duration::from_secs(60), || async {
-                r.status(false).await.is_some()
-            })
-            .await;
+        for p in 0..positions {
+            common::wait_serving(&ring.cluster, p, (rounds + p) % 3).await;
         }
         rounds += 1;
     }

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::proxy::Proxy;
 use common::{wait_for, Server};
 use num_bigint::BigInt;
 use ringkv_client::{Client, ClientError, ClientOptions, Outcome};
+use ringkv_testkit::LinkProxy;
 
 fn client_for(addr: &str) -> Client {
     let opts = ClientOptions {
@@ -37,11 +37,11 @@ async fn check_range(client: &Client, range: std::ops::Range<u64>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_gives_unavailable_then_reconnects() {
     let server = Server::start(&[]).await;
-    let proxy = Proxy::start(&server.addr).await;
+    let proxy = LinkProxy::start(server.addr.parse().unwrap()).await.unwrap();
     let client = client_for(&proxy.addr.to_string());
     write_range(&client, 0..100).await;
 
-    proxy.cut();
+    proxy.refuse();
     for op in 0..3 {
         let err = match op {
             0 => client.set(&BigInt::from(1000), 1, "x").await.unwrap_err(),
@@ -52,7 +52,7 @@ async fn network_cut_gives_unavailable_then_reconnects() {
         assert_eq!(err.code(), Some(tonic::Code::Unavailable));
     }
 
-    proxy.heal().await;
+    proxy.heal(false);
     wait_for("the client to reconnect", Duration::from_secs(20), || {
         let c = client.clone();
         async move { c.get(&BigInt::from(0)).await.is_ok() }

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod error;
 mod ring;
 mod session;
@@ -31,6 +32,7 @@ use ringkv_api::encode_key;
 use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use tonic::transport::{Channel, Endpoint};
 
+pub use admin::{Admin, Member, NodeStatus, RingMap, RingPosition, Role, StateDigest};
 pub use error::ClientError;
 pub use ring::RouteStats;
 use ring::{Keyed, Routing, Stats};
@@ -169,8 +171,12 @@ impl Client {
         self.once(req, |mut s, r| async move { s.test_and_set(r).await }).await
     }
 
-    /// The generated stub, for callers that must send what the typed API
-    /// will not build (tests of the server's input checks).
+    /// The generated stub, for tests that must send what the typed API
+    /// will not build (the server's input checks, session fields by hand).
+    /// Hidden from the documentation and not part of the supported API: a
+    /// request sent through it skips this client's session numbering, its
+    /// retries and its ring routing.
+    #[doc(hidden)]
     pub fn raw(&self) -> KeyValueClient<Channel> {
         self.stub.clone()
     }
@@ -240,7 +246,7 @@ fn kv_stub(channel: Channel) -> KeyValueClient<Channel> {
     KeyValueClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
 }
 
-fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint, ClientError> {
+pub(crate) fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint, ClientError> {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     Ok(Endpoint::from_shared(uri)
         .map_err(|e| ClientError::Config(format!("bad server address {addr:?}: {e}")))?

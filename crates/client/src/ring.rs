@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use num_bigint::BigUint;
-use ringkv_api::pb::{self, admin_client::AdminClient, key_value_client::KeyValueClient};
+use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use ringkv_ring::{Placement, Ring};
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
-use crate::ClientError;
+use crate::{Admin, ClientError, RingMap};
 
 pub use ringkv_api::headers::{HOPS, LEADER};
 /// How long after a failed or suspect map the next fetch may happen.
@@ -258,12 +258,10 @@ impl Routing {
         if !self.fetch_due() {
             return;
         }
-        let mut admin = AdminClient::new(self.seed_channel.clone());
-        let mut req = tonic::Request::new(pb::RingRequest {});
-        req.set_timeout(timeout);
-        let map = match tokio::time::timeout(timeout, admin.ring(req)).await {
-            Ok(Ok(r)) => self.build(r.into_inner()).ok(),
-            _ => None,
+        let admin = Admin::on(self.seed_channel.clone(), timeout);
+        let map = match admin.ring().await {
+            Ok(r) => self.build(r).ok(),
+            Err(_) => None,
         };
         let mut nb = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
         match map {
@@ -275,7 +273,7 @@ impl Routing {
         }
     }
 
-    fn build(&self, r: pb::RingReply) -> Result<Map, ClientError> {
+    fn build(&self, r: RingMap) -> Result<Map, ClientError> {
         let bad = |m: String| ClientError::Protocol(format!("ring map: {m}"));
         let placement: Placement = r.placement.parse().map_err(bad)?;
         let ids = r
@@ -332,7 +330,7 @@ mod tests {
             })
             .collect();
         let reply = RingReply { m: 64, placement: "hash".into(), positions, position: 0, max_hops: 32 };
-        *r.map.write().unwrap() = Some(Arc::new(r.build(reply).unwrap()));
+        *r.map.write().unwrap() = Some(Arc::new(r.build(RingMap::from(reply)).unwrap()));
         r
     }
 
@@ -412,7 +410,7 @@ mod tests {
         rt.block_on(async {
             let ch = seeds.connect_lazy();
             let routing = Routing::new(KeyValueClient::new(ch.clone()), ch, Box::new(stub));
-            assert!(matches!(routing.build(r), Err(ClientError::Protocol(m)) if m.contains("sorted")));
+            assert!(matches!(routing.build(RingMap::from(r)), Err(ClientError::Protocol(m)) if m.contains("sorted")));
         });
     }
 }

@@ -3,8 +3,8 @@
 //! acknowledged is lost" become measured facts.
 //!
 //! A run ([`run::run`]) starts a Raft group of real `ringkv server`
-//! processes ([`cluster`]) whose peer links pass through userspace TCP
-//! proxies ([`proxy`]), drives concurrent clients against it
+//! processes whose peer links pass through userspace TCP proxies (both
+//! from the test kit, `ringkv-testkit`), drives concurrent clients against it
 //! ([`workload`]) that record every operation ([`history`]), injects faults
 //! on a seeded schedule ([`nemesis`]: kill -9 and restart, SIGSTOP/SIGCONT,
 //! partitions), heals, and checks the history per key for linearizability
@@ -16,11 +16,9 @@
 //! deployment: a ring of several groups runs one set per group.
 
 pub mod checker;
-pub mod cluster;
 pub mod history;
 pub mod model;
 pub mod nemesis;
-pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod timeline;
@@ -34,6 +32,8 @@ pub enum FaultsError {
     Io { context: String, source: std::io::Error },
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("cluster: {0}")]
+    Testkit(#[from] ringkv_testkit::TestkitError),
     #[error("history file {path}, line {line}: {why}")]
     History { path: String, line: usize, why: String },
 }

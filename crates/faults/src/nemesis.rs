@@ -14,8 +14,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cluster::Cluster;
 use crate::FaultsError;
+use ringkv_testkit::{Cluster, Mode};
 
 /// A named fault schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,7 +89,7 @@ pub struct NemesisSpec {
 /// every fault repaired; returns what was done.
 pub async fn run(cluster: &mut Cluster, spec: &NemesisSpec, start: Instant) -> Result<Vec<FaultEvent>, FaultsError> {
     let mut rng = StdRng::seed_from_u64(spec.seed ^ 0x006e_656d_6573_6973);
-    let n = cluster.replicas.len();
+    let n = cluster.group_size();
     let mut events = Vec::new();
     let end = start + spec.duration;
     loop {
@@ -100,7 +100,7 @@ pub async fn run(cluster: &mut Cluster, spec: &NemesisSpec, start: Instant) -> R
         }
         tokio::time::sleep(quiet).await;
         let kind = pick_kind(spec.scenario, &mut rng);
-        let leader = cluster.leader().await;
+        let leader = cluster.leader(GROUP).await;
         let count = rng.random_range(1..=spec.max_faulty.clamp(1, n));
         let nodes = pick_nodes(&mut rng, n, count, leader, kind);
         let on_leader = leader == Some(nodes[0]);
@@ -142,29 +142,39 @@ fn pick_nodes(rng: &mut StdRng, n: usize, count: usize, leader: Option<usize>, k
     nodes
 }
 
+/// The nemesis works on one group: position 0 of the cluster.
+const GROUP: usize = 0;
+
+/// Blackholes the directed Raft link `from` → `to`.
+fn cut(cluster: &Cluster, from: usize, to: usize) {
+    if let Some(link) = cluster.link(GROUP, from, to) {
+        link.blackhole();
+    }
+}
+
 fn inject(cluster: &mut Cluster, kind: FaultKind, nodes: &[usize]) {
-    let n = cluster.replicas.len();
+    let n = cluster.group_size();
     for &x in nodes {
         match kind {
-            FaultKind::Kill => cluster.kill(x),
-            FaultKind::Pause => cluster.pause(x),
+            FaultKind::Kill => cluster.kill9(GROUP, x),
+            FaultKind::Pause => cluster.pause(GROUP, x),
             FaultKind::Isolate => {
                 for y in (0..n).filter(|&y| y != x) {
-                    cluster.cut(x, y);
-                    cluster.cut(y, x);
+                    cut(cluster, x, y);
+                    cut(cluster, y, x);
                 }
             }
             FaultKind::OneWay => {
                 for y in (0..n).filter(|&y| y != x) {
-                    cluster.cut(x, y);
+                    cut(cluster, x, y);
                 }
             }
             FaultKind::CutLink => {}
         }
     }
     if kind == FaultKind::CutLink && nodes.len() == 2 {
-        cluster.cut(nodes[0], nodes[1]);
-        cluster.cut(nodes[1], nodes[0]);
+        cut(cluster, nodes[0], nodes[1]);
+        cut(cluster, nodes[1], nodes[0]);
     }
 }
 
@@ -172,19 +182,21 @@ fn repair(cluster: &mut Cluster, kind: FaultKind, nodes: &[usize], rng: &mut Std
     Ok(match kind {
         FaultKind::Kill => {
             for &x in nodes {
-                cluster.restart(x)?;
+                cluster.restart(GROUP, x)?;
             }
             "restarted".into()
         }
         FaultKind::Pause => {
             for &x in nodes {
-                cluster.resume(x);
+                cluster.resume(GROUP, x);
             }
             "resumed".into()
         }
         FaultKind::Isolate | FaultKind::OneWay | FaultKind::CutLink => {
             let cut = rng.random_bool(0.5);
-            cluster.heal_links(cut);
+            for (_, link) in cluster.links().filter(|(_, l)| l.mode() != Mode::Pass) {
+                link.heal(cut);
+            }
             if cut { "healed, stalled connections cut" } else { "healed, stalled traffic delivered" }.into()
         }
     })

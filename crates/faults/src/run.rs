@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringkv_client::{Client, ClientOptions};
+use ringkv_testkit::{Cluster, ClusterSpec};
 
 use crate::checker;
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::history::{self, Op, Record};
 use crate::nemesis::{self, NemesisSpec, Scenario};
 use crate::report::{Convergence, ReplicaEnd, Report};
@@ -56,14 +56,13 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
         )));
     }
     std::fs::create_dir_all(&data).map_err(FaultsError::io(format!("cannot create {}", data.display())))?;
-    let cluster_spec = ClusterSpec {
-        exe: spec.exe.clone(),
-        dir: data.clone(),
-        replicas: spec.replicas,
-        server_args: spec.server_args.clone(),
-    };
-    let mut cluster = Cluster::start(&cluster_spec).await?;
-    let addrs = cluster.addrs();
+    let cluster_spec = ClusterSpec::new(&spec.exe, 1, spec.replicas).dir(&data).raft_proxies().args(&spec.server_args);
+    let mut cluster = Cluster::start(cluster_spec).await?;
+    let addrs = cluster
+        .addrs()
+        .iter()
+        .map(|a| a.parse().map_err(|e| FaultsError::Cluster(format!("replica address {a}: {e}"))))
+        .collect::<Result<Vec<SocketAddr>, _>>()?;
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let workload_spec =
@@ -109,7 +108,7 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
             violations.push(format!("replica {} (restarted {} times) did not recover", r.id, r.restarts));
         }
     }
-    cluster.stop();
+    cluster.stop(ringkv_testkit::cluster::STOP_GRACE);
 
     let budget = spec.check_budget;
     let checked = {
@@ -156,18 +155,18 @@ async fn converge(cluster: &mut Cluster) -> Convergence {
     let deadline = Instant::now() + SETTLE;
     loop {
         let mut ends = Vec::new();
-        for i in 0..cluster.replicas.len() {
-            let exited = cluster.exited(i);
-            let status = cluster.status(i, true, Duration::from_secs(5)).await;
-            let r = &cluster.replicas[i];
+        for r in cluster.replicas_mut() {
+            let exited = r.process.exited().map(|how| r.process.failure(format!("exited ({how})")).to_string());
+            let status = r.status(true, Duration::from_secs(5)).await;
+            let digest = status.as_ref().and_then(|s| s.digest.clone());
             ends.push(ReplicaEnd {
-                id: i,
-                restarts: r.restarts,
+                id: r.index,
+                restarts: r.process.restarts(),
                 recovered: exited.is_none() && status.is_some(),
                 applied_index: status.as_ref().map(|s| s.applied_index),
-                digest_index: status.as_ref().map(|s| s.digest_index),
-                digest: status.as_ref().and_then(|s| s.digest.clone()),
-                keys: status.as_ref().map(|s| s.keys),
+                digest_index: digest.as_ref().map(|d| d.index),
+                keys: digest.as_ref().map(|d| d.keys),
+                digest: digest.map(|d| d.digest),
                 exited,
             });
         }

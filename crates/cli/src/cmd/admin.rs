@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ringkv_api::pb::{admin_client::AdminClient, StatusReply, StatusRequest};
+use ringkv_client::{Admin, ClientOptions, NodeStatus};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
@@ -22,18 +22,11 @@ pub struct VerifyArgs {
     pub data_dir: PathBuf,
 }
 
-/// Asks one server for its status.
-pub async fn fetch_status(addr: &str, digest: bool) -> anyhow::Result<StatusReply> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad address {addr:?}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30));
-    let channel = endpoint.connect().await.with_context(|| format!("cannot reach {addr}"))?;
-    let reply = AdminClient::new(channel)
-        .status(StatusRequest { with_digest: digest })
-        .await
-        .with_context(|| format!("status from {addr}"))?;
-    Ok(reply.into_inner())
+/// Asks one server for its status (a digest scans the whole state: it gets
+/// 30 s).
+pub async fn fetch_status(addr: &str, digest: bool) -> anyhow::Result<NodeStatus> {
+    let opts = ClientOptions { timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(2), ring: false };
+    Admin::new(addr, &opts)?.status(digest).await.with_context(|| format!("status from {addr}"))
 }
 
 /// `ringkv status`: the ring (from the first address that answers) and

@@ -5,40 +5,30 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use ringkv_api::pb::{admin_client::AdminClient, RingReply, RingRequest, StatusReply};
+use ringkv_client::{Admin, ClientOptions, NodeStatus, RingMap};
 
 use super::admin::fetch_status;
 
 /// The ring map from the first of `seeds` that answers.
-pub async fn fetch_ring(seeds: &[String]) -> anyhow::Result<RingReply> {
+pub async fn fetch_ring(seeds: &[String]) -> anyhow::Result<RingMap> {
     let mut last = None;
     for addr in seeds {
-        match ask_ring(addr).await {
+        let opts =
+            ClientOptions { timeout: Duration::from_secs(5), connect_timeout: Duration::from_secs(2), ring: false };
+        match Admin::new(addr, &opts)?.ring().await {
             Ok(r) => return Ok(r),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(anyhow::Error::new(e).context(format!("ring map from {addr}"))),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no server address given")))
 }
 
-async fn ask_ring(addr: &str) -> anyhow::Result<RingReply> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad address {addr:?}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.with_context(|| format!("cannot reach {addr}"))?;
-    let reply =
-        AdminClient::new(channel).ring(RingRequest {}).await.with_context(|| format!("ring map from {addr}"))?;
-    Ok(reply.into_inner())
-}
-
 /// The ring and the status of every replica in it (an error for each one
 /// that did not answer).
 pub struct RingView {
-    pub ring: RingReply,
+    pub ring: RingMap,
     /// `status[p][r]`: replica `r` of position `p`.
-    pub status: Vec<Vec<anyhow::Result<StatusReply>>>,
+    pub status: Vec<Vec<anyhow::Result<NodeStatus>>>,
 }
 
 impl RingView {
@@ -52,16 +42,6 @@ impl RingView {
         Ok(RingView { ring, status })
     }
 
-    /// Whether every position has a replica that says it leads.
-    pub fn all_led(&self) -> bool {
-        self.status.iter().all(|g| g.iter().any(|s| s.as_ref().is_ok_and(|s| s.role == "leader")))
-    }
-
-    /// Whether every replica answered.
-    pub fn all_answered(&self) -> bool {
-        self.status.iter().flatten().all(|s| s.is_ok())
-    }
-
     /// Whether any replica answered.
     pub fn any_answered(&self) -> bool {
         self.status.iter().flatten().any(|s| s.is_ok())
@@ -73,7 +53,7 @@ impl RingView {
         self.status[p]
             .iter()
             .zip(&pos.replicas)
-            .find(|(s, _)| s.as_ref().is_ok_and(|s| s.role == "leader"))
+            .find(|(s, _)| s.as_ref().is_ok_and(NodeStatus::is_leader))
             .map(|(_, m)| m.addr.clone())
     }
 
@@ -104,7 +84,9 @@ impl RingView {
                         s.last_log_index,
                         s.applied_index,
                         s.snapshot_index,
-                        s.digest.as_ref().map_or("-".into(), |d| format!("{d} @{} ({} keys)", s.digest_index, s.keys)),
+                        s.digest
+                            .as_ref()
+                            .map_or("-".into(), |d| format!("{} @{} ({} keys)", d.digest, d.index, d.keys)),
                     ),
                     Err(e) => println!("  {:<22} {:>3} unreachable: {e:#}", m.addr, m.id),
                 }
@@ -131,14 +113,14 @@ impl RingView {
     }
 }
 
-fn replica_json(addr: &str, id: u64, s: &anyhow::Result<StatusReply>) -> serde_json::Value {
+fn replica_json(addr: &str, id: u64, s: &anyhow::Result<NodeStatus>) -> serde_json::Value {
     match s {
         Ok(s) => serde_json::json!({
-            "address": addr, "node_id": s.node_id, "role": s.role, "term": s.term,
+            "address": addr, "node_id": s.node_id, "role": s.role.as_str(), "term": s.term,
             "leader_id": s.leader_id, "last_log_index": s.last_log_index,
             "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
-            "purged_index": s.purged_index, "digest": s.digest, "digest_index": s.digest_index,
-            "keys": s.keys,
+            "purged_index": s.purged_index, "digest": s.digest.as_ref().map(|d| &d.digest),
+            "digest_index": s.digest.as_ref().map_or(0, |d| d.index), "keys": s.digest.as_ref().map_or(0, |d| d.keys),
             "members": s.members.iter().map(|m| serde_json::json!({"id": m.id, "addr": m.addr, "raft_addr": m.raft_addr})).collect::<Vec<_>>(),
         }),
         Err(e) => serde_json::json!({"address": addr, "node_id": id, "error": format!("{e:#}")}),
