@@ -1,4 +1,4 @@
-"""Drives every operation to every outcome (DESIGN.md §2) from Python,
+"""Drives every operation to every outcome (docs/design.md §2) from Python,
 using only stubs generated from proto/ringkv/v1/kv.proto."""
 
 import grpc

@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn java_examples() {
-        // The examples from DESIGN.md §1, which are Java's own.
+        // The examples from docs/design.md §1, which are Java's own.
         for (n, bytes) in [
             (0i64, vec![0x00]),
             (-128, vec![0x80]),

@@ -26,7 +26,7 @@ ringkv: a distributed, versioned key-value store.
 Keys are integers of any size, negative too; every value carries a version (1
 on insert, +1 on every test-and-set), a client timestamp and bytes. Every
 operation answers an outcome: SUCCESS, ERROR, ERROR_NE (no such key) or
-ERROR_WV (wrong version), with the value the table in DESIGN.md §2 says.
+ERROR_WV (wrong version), with the value the table in docs/design.md §2 says.
 
 KEY is decimal (42, -7, 123456789012345678901234567890) or hex (0x1f, -0x1f).
 DATA is text, @FILE (the file's bytes) or hex:BYTES (hex:deadbeef).

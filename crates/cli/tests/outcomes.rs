@@ -1,4 +1,4 @@
-//! Every operation driven to every outcome it has (DESIGN.md §2), row by row
+//! Every operation driven to every outcome it has (docs/design.md §2), row by row
 //! from `crates/server/testdata/outcomes.table`, through a real server; and
 //! bad input answered with a clear error while the server keeps serving.
 

@@ -2,7 +2,7 @@
 //!
 //! Keys are big integers (`num_bigint::BigInt`), values are `Value`s, and
 //! every call answers a `Reply` whose `Outcome` is the operation's result
-//! (DESIGN.md §2) or a `ClientError` when there was no answer. The channel
+//! (docs/design.md §2) or a `ClientError` when there was no answer. The channel
 //! connects lazily and reconnects by itself when the server comes back, so
 //! one `Client` can outlive server restarts.
 //!

@@ -20,7 +20,7 @@ pub struct Value {
     pub data: Bytes,
 }
 
-/// The outcome of an operation (DESIGN.md §2).
+/// The outcome of an operation (docs/design.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The operation took effect (or, for `get`, the key was found).
@@ -50,7 +50,7 @@ impl fmt::Display for Outcome {
 pub struct Reply {
     /// What happened.
     pub outcome: Outcome,
-    /// The value the outcome table (DESIGN.md §2) says comes with it.
+    /// The value the outcome table (docs/design.md §2) says comes with it.
     pub value: Option<Value>,
 }
 

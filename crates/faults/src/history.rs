@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FaultsError;
 
-/// An operation's input, on one key (DESIGN.md §2).
+/// An operation's input, on one key (docs/design.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case")]
 pub enum Op {

@@ -1,5 +1,5 @@
 //! The sequential specification the checker holds a history to: one key of
-//! the store as a versioned register (DESIGN.md §2, TESTING.md):
+//! the store as a versioned register (docs/design.md §2, TESTING.md):
 //! `get` reads; `set` inserts if absent; `testAndSet` is compare-and-set
 //! on the version; `del` removes; `delVersion` is compare-and-set to
 //! absent. The state is the stored value or nothing.

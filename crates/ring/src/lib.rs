@@ -1,4 +1,4 @@
-//! The Chord ring of ringkv (DESIGN.md §4), as pure functions of its
+//! The Chord ring of ringkv (docs/design.md §4), as pure functions of its
 //! configuration: no sockets, no clocks, so that every node and every
 //! ring-aware client computes the same owner and the same next hop, and the
 //! tests can check routing exhaustively.

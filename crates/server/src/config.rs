@@ -105,7 +105,7 @@ pub struct Replica {
     pub raft_addr: Option<String>,
 }
 
-/// The ring (DESIGN.md §4): every position, its id and its replicas. Every
+/// The ring (docs/design.md §4): every position, its id and its replicas. Every
 /// node of the ring must be given the same ring; a node's own position is
 /// `Config::position`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! The operations of DESIGN.md §2 and their outcome table, defined once.
+//! The operations of docs/design.md §2 and their outcome table, defined once.
 //!
 //! `Command` is what goes through the Raft log; `apply` is the only place
 //! that decides an outcome. It touches nothing but the `Store` it is given,
@@ -16,7 +16,7 @@ pub struct Value {
     pub data: Vec<u8>,
 }
 
-/// The outcome of an operation (DESIGN.md §2). Outcomes are answers, not
+/// The outcome of an operation (docs/design.md §2). Outcomes are answers, not
 /// errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
@@ -87,7 +87,7 @@ pub fn read<S: Store>(store: &mut S, key: &[u8]) -> Result<Reply, S::Error> {
     })
 }
 
-/// Applies one write and answers it: the outcome table of DESIGN.md §2.
+/// Applies one write and answers it: the outcome table of docs/design.md §2.
 pub fn apply<S: Store>(store: &mut S, command: Command) -> Result<Reply, S::Error> {
     match command {
         Command::Set { key, timestamp, data } => match store.get(&key)? {

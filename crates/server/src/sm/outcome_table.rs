@@ -1,4 +1,4 @@
-//! The outcome table of DESIGN.md §2 as data (`testdata/outcomes.table`),
+//! The outcome table of docs/design.md §2 as data (`testdata/outcomes.table`),
 //! parsed here so that the state machine's unit tests and the end-to-end
 //! tests run the very same rows.
 
