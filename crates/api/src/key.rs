@@ -6,6 +6,13 @@
 
 use num_bigint::BigInt;
 
+/// The longest key, in wire bytes (a 3,840-bit integer). LMDB refuses keys
+/// over 511 bytes, and a key the store cannot hold must be refused at the
+/// door: accepted into the log, it would fail at apply on every replica,
+/// and again at every restart. The rest of LMDB's 511 is left for the
+/// store's own prefixes and suffixes (a kind tag, a version).
+pub const MAX_KEY_BYTES: usize = 480;
+
 /// Why a key's wire form was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -16,6 +23,8 @@ pub enum KeyError {
          without its first byte (use two's-complement minimal bytes, as Java's BigInteger.toByteArray())"
     )]
     NotMinimal { first: u8, second: u8 },
+    #[error("key is {len} bytes; the longest key is {limit} bytes (a {bits}-bit integer)", bits = limit * 8)]
+    TooLong { len: usize, limit: usize },
 }
 
 /// Encodes a big integer as its minimal two's-complement big-endian bytes.
@@ -24,10 +33,12 @@ pub fn encode_key(key: &BigInt) -> Vec<u8> {
     key.to_signed_bytes_be()
 }
 
-/// Checks that `bytes` is a valid (non-empty, minimal) key encoding.
+/// Checks that `bytes` is a valid key encoding: non-empty, minimal, and
+/// at most `MAX_KEY_BYTES` long.
 pub fn validate_key(bytes: &[u8]) -> Result<(), KeyError> {
     match bytes {
         [] => Err(KeyError::Empty),
+        _ if bytes.len() > MAX_KEY_BYTES => Err(KeyError::TooLong { len: bytes.len(), limit: MAX_KEY_BYTES }),
         [first, second, ..] if redundant_sign_byte(*first, *second) => {
             Err(KeyError::NotMinimal { first: *first, second: *second })
         }
@@ -76,6 +87,9 @@ mod tests {
         assert!(matches!(decode_key(&[0x00, 0x01]), Err(KeyError::NotMinimal { .. })));
         assert!(matches!(decode_key(&[0xff, 0x80]), Err(KeyError::NotMinimal { .. })));
         assert!(matches!(decode_key(&[0x00, 0x00]), Err(KeyError::NotMinimal { .. })));
+        let long = [0x7f; MAX_KEY_BYTES + 1];
+        assert_eq!(decode_key(&long), Err(KeyError::TooLong { len: MAX_KEY_BYTES + 1, limit: MAX_KEY_BYTES }));
+        assert!(decode_key(&long[1..]).is_ok(), "the longest key is accepted");
         // Needed sign bytes are fine.
         assert!(decode_key(&[0x00, 0x80]).is_ok());
         assert!(decode_key(&[0xff, 0x7f]).is_ok());

@@ -13,4 +13,4 @@ pub mod pb {
     tonic::include_proto!("ringkv.v1");
 }
 
-pub use key::{decode_key, encode_key, KeyError};
+pub use key::{decode_key, encode_key, KeyError, MAX_KEY_BYTES};

@@ -46,7 +46,8 @@ fn invalid_argument(r: Result<tonic::Response<pb::Reply>, tonic::Status>) -> Str
 async fn bad_keys_are_refused_with_a_reason() {
     let server = Server::start(&[]).await;
     let mut raw = server.client().raw();
-    for bad in [&b""[..], b"\x00\x05", b"\xff\xff", b"\x00\x00"] {
+    let too_long = vec![0x7f; ringkv_api::MAX_KEY_BYTES + 1];
+    for bad in [&b""[..], b"\x00\x05", b"\xff\xff", b"\x00\x00", &too_long] {
         let key = Bytes::copy_from_slice(bad);
         let msg = invalid_argument(raw.get(pb::GetRequest { key: key.clone(), ..Default::default() }).await);
         assert!(msg.contains("key"), "{msg}");
@@ -63,6 +64,11 @@ async fn bad_keys_are_refused_with_a_reason() {
     // Nothing was written by the refused requests.
     let ok = server.client().get(&BigInt::from(0)).await.expect("server still serves");
     assert_eq!(ok.outcome, Outcome::Error);
+    // The longest key is a key like any other, kept whole.
+    let longest = BigInt::from_signed_bytes_be(&too_long[1..]);
+    let client = server.client();
+    assert_eq!(client.set(&longest, 1, "long").await.unwrap().outcome, Outcome::Success);
+    assert_eq!(client.get(&longest).await.unwrap().value.unwrap().data.as_ref(), b"long");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
