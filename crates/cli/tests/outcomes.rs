@@ -11,28 +11,17 @@ use bytes::Bytes;
 use common::Server;
 use num_bigint::BigInt;
 use ringkv_api::pb;
-use ringkv_client::{ClientError, Outcome, Reply};
-use ringkv_server::sm::outcome_table::{rows, setup, Op};
+use ringkv_client::{ClientError, Outcome};
+use ringkv_testkit::outcomes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_the_outcome_table() {
     let server = Server::start(&[]).await;
     let client = server.client();
-    for (i, row) in rows(b"\x00").into_iter().enumerate() {
+    for (i, row) in outcomes::rows().iter().enumerate() {
         // A fresh key per row; big and negative ones too.
         let key = BigInt::from(-1_000_000_007i64) * BigInt::from(i as u64 + 1).pow(5);
-        let wire = ringkv_api::encode_key(&key);
-        for cmd in row.before.iter().flat_map(|v| setup(&wire, v)) {
-            common::apply(&client, &key, cmd).await;
-        }
-        let reply = match row.op.clone() {
-            Op::Get => client.get(&key).await.expect("get"),
-            Op::Write(cmd) => common::apply(&client, &key, cmd).await,
-        };
-        let want = Reply { outcome: common::outcome(row.outcome), value: common::value(row.returned.clone()) };
-        assert_eq!(reply, want, "line {}: {}", row.line, row.text);
-        let after = client.get(&key).await.expect("get after").value;
-        assert_eq!(after, common::value(row.after.clone()), "state after, line {}: {}", row.line, row.text);
+        outcomes::check_row(row, &key, &client, &client).await;
     }
 }
 

@@ -14,7 +14,7 @@ use common::ledger::{check_ledger, spawn_writers, Ledger};
 use common::{opts, spec, start, ONE_AT_A_TIME};
 use num_bigint::BigInt;
 use ringkv_client::Outcome;
-use ringkv_server::sm::outcome_table::{rows, setup, Op};
+use ringkv_testkit::outcomes;
 
 /// Seconds the restart scenario runs (RINGKV_RESTART_SECS; 60+ for a real run).
 fn restart_secs() -> u64 {
@@ -25,22 +25,12 @@ fn restart_secs() -> u64 {
 async fn outcome_table_through_any_replica() {
     let _one = ONE_AT_A_TIME.lock().await;
     let cluster = start(spec(1, 3, &[])).await;
-    for (i, row) in rows(b"\x00").into_iter().enumerate() {
-        // Each row through a different replica: followers forward.
-        let client = cluster.replica(0, i % 3).client(opts(false)).unwrap();
-        let key = BigInt::from(i as u64 + 1_000);
-        let wire = ringkv_api::encode_key(&key);
-        for cmd in row.before.iter().flat_map(|v| setup(&wire, v)) {
-            common::apply(&client, &key, cmd).await;
-        }
-        let reply = match row.op.clone() {
-            Op::Get => client.get(&key).await.unwrap(),
-            Op::Write(cmd) => common::apply(&client, &key, cmd).await,
-        };
-        assert_eq!(common::outcome(row.outcome), reply.outcome, "line {}: {}", row.line, row.text);
-        assert_eq!(common::value(row.returned.clone()), reply.value, "line {}: {}", row.line, row.text);
-        let after = cluster.replica(0, (i + 1) % 3).client(opts(false)).unwrap().get(&key).await.unwrap().value;
-        assert_eq!(after, common::value(row.after.clone()), "after, line {}", row.line);
+    for (i, row) in outcomes::rows().iter().enumerate() {
+        // Each row through a different replica (followers forward), its
+        // state read back through the next one.
+        let writer = cluster.replica(0, i % 3).client(opts(false)).unwrap();
+        let reader = cluster.replica(0, (i + 1) % 3).client(opts(false)).unwrap();
+        outcomes::check_row(row, &BigInt::from(i as u64 + 1_000), &writer, &reader).await;
     }
     cluster.wait_identical(0, Duration::from_secs(10)).await.unwrap();
 }

@@ -14,12 +14,14 @@
 //!   or refuses one direction of one link;
 //! - [`wait`]: polling a condition until a deadline;
 //! - [`exe`]: finding the workspace's executables, running one to the end.
+//! - [`outcomes`]: the outcome table as data, for every test that runs it.
 //!
 //! Everything is killed when dropped: a failing test leaves nothing behind.
 
 pub mod cluster;
 mod error;
 pub mod exe;
+pub mod outcomes;
 pub mod port;
 pub mod process;
 pub mod proxy;

@@ -10,7 +10,6 @@ pub mod ledger;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use num_bigint::BigInt;
 use ringkv_client::{Client, ClientOptions};
 use ringkv_testkit::{Cluster, ClusterSpec};
 
@@ -155,35 +154,4 @@ pub async fn wait_serving(cluster: &Cluster, p: usize, r: usize) {
 pub fn ringkv(args: &[&str]) -> (i32, String, String) {
     let out = ringkv_testkit::exe::run(env!("CARGO_BIN_EXE_ringkv").as_ref(), args).expect("run ringkv");
     (out.code, out.stdout, out.stderr)
-}
-
-/// The client's form of a table outcome.
-pub fn outcome(s: ringkv_server::sm::command::Status) -> ringkv_client::Outcome {
-    use ringkv_client::Outcome;
-    use ringkv_server::sm::command::Status;
-    match s {
-        Status::Success => Outcome::Success,
-        Status::Error => Outcome::Error,
-        Status::ErrorNe => Outcome::ErrorNe,
-        Status::ErrorWv => Outcome::ErrorWv,
-    }
-}
-
-/// The client's form of a table value.
-pub fn value(v: Option<ringkv_server::sm::command::Value>) -> Option<ringkv_client::Value> {
-    v.map(|v| ringkv_client::Value { version: v.version, timestamp: v.timestamp, data: bytes::Bytes::from(v.data) })
-}
-
-/// Sends a table command through the typed client.
-pub async fn apply(client: &Client, key: &BigInt, cmd: ringkv_server::sm::command::Command) -> ringkv_client::Reply {
-    use ringkv_server::sm::command::Command;
-    let r = match cmd {
-        Command::Set { timestamp, data, .. } => client.set(key, timestamp, data).await,
-        Command::Del { .. } => client.del(key).await,
-        Command::DelVersion { version, .. } => client.del_version(key, version).await,
-        Command::TestAndSet { timestamp, data, version, .. } => {
-            client.test_and_set(key, timestamp, data, version).await
-        }
-    };
-    r.expect("request failed")
 }

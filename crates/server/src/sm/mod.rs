@@ -1,7 +1,8 @@
 //! The state machine: deterministic application of commands to the store.
 
 pub mod command;
-pub mod outcome_table;
+#[cfg(test)]
+mod outcome_table;
 pub mod session;
 pub mod snapshot;
 pub mod store;
