@@ -2,20 +2,21 @@
 //! snapshot equals the state at its log index. `ringkv verify` checks this
 //! offline by replaying the log between consecutive snapshots through the
 //! state machine; this test drives it and also checks the recovered state
-//! against what the clients see.
+//! against what the clients see (its data digest) and against what the
+//! running replica said (its digest, the one `ringkv status --digest` shows).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{ringkv, Server};
 use futures::future::join_all;
 use num_bigint::BigInt;
+use ringkv_client::Value;
 use ringkv_client::{Client, Outcome};
-use ringkv_server::sm::command::Value;
-use ringkv_server::sm::store::encode_value;
-use ringkv_server::verify::digest;
+use ringkv_server::sm::digest::{data_digest, show};
 
 const KEYS: u64 = 64;
 
@@ -33,17 +34,35 @@ async fn churn(client: Client, writer: u64, ops: u64) {
     }
 }
 
-async fn client_state(client: &Client) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// Every key's wire bytes and value, as a client reads them.
+async fn client_state(client: &Client) -> BTreeMap<Vec<u8>, Value> {
     let mut state = BTreeMap::new();
     for k in 0..KEYS {
         let key = BigInt::from(k);
         let r = client.get(&key).await.unwrap();
         if let (Outcome::Success, Some(v)) = (r.outcome, r.value) {
-            let v = Value { version: v.version, timestamp: v.timestamp, data: v.data.to_vec() };
-            state.insert(ringkv_api::encode_key(&key), encode_value(&v));
+            state.insert(ringkv_api::encode_key(&key), v);
         }
     }
     state
+}
+
+/// What `ringkv status --digest` says of the replica whose directory is
+/// verified (the first) once it has applied its whole log: (index, digest).
+async fn status_digest(server: &Server) -> (u64, String) {
+    let started = Instant::now();
+    loop {
+        let (code, out, err) = ringkv(&["status", "--digest", "--addr", &server.addr, "--json"]);
+        assert_eq!(code, 0, "status failed: {err}{out}");
+        let view: serde_json::Value = serde_json::from_str(&out).expect("status --json output");
+        let replicas = view["positions"].as_array().unwrap().iter().flat_map(|p| p["replicas"].as_array().unwrap());
+        let me = replicas.into_iter().find(|r| r["address"] == server.addr.as_str()).expect("the first replica");
+        if me["digest_index"] == me["last_log_index"] {
+            return (me["digest_index"].as_u64().unwrap(), me["digest"].as_str().unwrap().to_owned());
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the replica does not apply its whole log: {me}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,6 +74,7 @@ async fn every_snapshot_is_the_state_at_its_index() {
         let writers = (0..8).map(|w| churn(server.client(), w + round * 8, 150));
         join_all(writers).await;
         let seen = Arc::new(client_state(&server.client()).await);
+        let (index, status) = status_digest(&server).await;
         server.stop();
 
         let (code, out, err) = ringkv(&["verify", "--data-dir", &dir, "--json"]);
@@ -63,8 +83,10 @@ async fn every_snapshot_is_the_state_at_its_index() {
         let checked = report["pairs_checked"].as_u64().unwrap();
         assert!(checked >= 1, "round {round}: no snapshot pair to check: {report}");
         pairs += checked;
-        let want = format!("{:016x}", digest(seen.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))));
-        assert_eq!(report["digest"].as_str().unwrap(), want, "recovered state differs from what clients saw");
+        let want = show(data_digest(seen.iter().map(|(k, v)| (k.as_slice(), v.version, v.timestamp, v.data.as_ref()))));
+        assert_eq!(report["data_digest"].as_str().unwrap(), want, "recovered state differs from what clients saw");
+        assert_eq!(report["recovered_index"].as_u64().unwrap(), index, "{report}");
+        assert_eq!(report["digest"].as_str().unwrap(), status, "verify and status disagree on the state at {index}");
         assert_eq!(report["keys"].as_u64().unwrap(), seen.len() as u64);
         assert!(report["snapshots"].as_array().unwrap().len() <= 3, "more than 3 snapshots kept: {report}");
 

@@ -281,7 +281,7 @@ impl Config {
 
     /// The ring and every position's replicas: a ring of one position
     /// (this group) when none is configured.
-    pub fn topology(&self) -> Result<(Ring, Vec<Vec<Replica>>), ConfigError> {
+    pub(crate) fn topology(&self) -> Result<(Ring, Vec<Vec<Replica>>), ConfigError> {
         match &self.ring {
             Some(ring) => Ok((ring.build()?, ring.positions.iter().map(|p| p.replicas.clone()).collect())),
             None => {
@@ -299,12 +299,12 @@ impl Config {
     }
 
     /// The address this replica serves Raft on.
-    pub fn raft_addr(&self) -> SocketAddr {
+    pub(crate) fn raft_addr(&self) -> SocketAddr {
         self.raft_listen.unwrap_or(self.listen)
     }
 
     /// The snapshot timer, if on.
-    pub fn snapshot_interval(&self) -> Option<Duration> {
+    pub(crate) fn snapshot_interval(&self) -> Option<Duration> {
         (self.snapshot_interval_secs > 0).then(|| Duration::from_secs(self.snapshot_interval_secs))
     }
 }

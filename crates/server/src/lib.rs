@@ -4,14 +4,21 @@
 //! openraft with our on-disk log in `raft/log_store`) → the state machine
 //! (`sm/`: the outcome table in `sm/command.rs`, LMDB in `sm/store.rs`,
 //! snapshots in `sm/snapshot.rs`) → reply. `server.rs` runs a process from
-//! its `config.rs`.
+//! its `config.rs`. Errors point down: the replica answers with its own
+//! `NodeError` (`node/error.rs`), and `service/status.rs` alone turns errors
+//! into gRPC statuses.
+//!
+//! Other crates use `config` (a server's configuration), `server::run` (a
+//! server process), `verify` (the offline check of a data directory) and
+//! `sm::digest` (what a state's digest covers). Everything else is the
+//! server's own; tests outside the crate go through these and the wire.
 
 pub mod config;
-pub mod node;
-pub mod raft;
-pub mod read_batch;
+pub(crate) mod node;
+pub(crate) mod raft;
+pub(crate) mod read_batch;
 pub mod server;
-pub mod service;
+pub(crate) mod service;
 pub mod sm;
 pub mod verify;
-pub mod write_batch;
+pub(crate) mod write_batch;

@@ -1,5 +1,9 @@
 //! One replica: its Raft instance, its state machine's store and its
-//! configuration, started from a data directory.
+//! configuration, started from a data directory. It answers in its own
+//! terms (`NodeError`, in `node/error.rs`); the services above turn that
+//! into what a client sees.
+
+mod error;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,11 +20,13 @@ use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{self, NodeId, Raft};
 use crate::read_batch::ReadBatcher;
-use crate::service::status::{self, Unserved};
 use crate::sm::command::Reply;
+use crate::sm::digest::Digest;
 use crate::sm::session::Request;
 use crate::sm::store::KvStore;
 use crate::write_batch::WriteBatcher;
+
+pub use error::NodeError;
 
 /// How long start-up waits for the group to elect a leader and catch up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,7 +48,9 @@ struct Inner {
     writes: WriteBatcher,
     store: KvStore,
     config: Config,
-    log: LogStore,
+    /// Kept so that the log's writer thread, which stops (flushing what it
+    /// has) when its last handle is dropped, lives as long as the node.
+    _log: LogStore,
     /// Held for the process's lifetime: one server per data directory.
     _lock: File,
 }
@@ -101,7 +109,7 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let node = Node { inner: Arc::new(Inner { raft, reads, writes, store, config, log, _lock: lock }) };
+        let node = Node { inner: Arc::new(Inner { raft, reads, writes, store, config, _log: log, _lock: lock }) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -123,52 +131,54 @@ impl Node {
         self.inner.config.max_value_bytes
     }
 
-    /// The last log id on disk and the last purged one.
-    pub fn log_state(&self) -> (Option<types::LogId>, Option<types::LogId>) {
-        self.inner.log.state()
-    }
-
-    /// The state machine's store (for status and digests).
-    pub fn store(&self) -> KvStore {
-        self.inner.store.clone()
-    }
-
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }
 
-    /// Where to send requests when this replica does not lead: `None` when
-    /// it leads, `Some(Some(addr))` for a known other leader,
-    /// `Some(None)` when no leader is known.
-    pub fn leader_elsewhere(&self) -> Option<Option<String>> {
+    /// `Ok` when this replica leads; else `NotLeader`, with the leader's
+    /// client address when one is known. A write is forwarded or refused on
+    /// this answer before it is proposed.
+    pub fn leads(&self) -> Result<(), NodeError> {
         let m = self.inner.raft.metrics().borrow().clone();
         match m.current_leader {
-            Some(l) if l == m.id && m.state.is_leader() => None,
-            Some(l) if l != m.id => Some(m.membership_config.membership().get_node(&l).map(|n| n.client_addr.clone())),
-            _ => Some(None),
+            Some(l) if l == m.id && m.state.is_leader() => Ok(()),
+            Some(l) if l != m.id => Err(NodeError::NotLeader {
+                leader: m.membership_config.membership().get_node(&l).map(|n| n.client_addr.clone()),
+            }),
+            _ => Err(NodeError::NotLeader { leader: None }),
         }
     }
 
     /// Commits a write and returns the state machine's answer.
-    pub async fn write(&self, req: Request) -> Result<Reply, Unserved> {
+    pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
         self.inner.writes.write(req).await
     }
 
     /// A linearizable read (read-index, confirmations shared by concurrent
     /// reads), served from the local store.
-    pub async fn read(&self, key: &[u8]) -> Result<Reply, Unserved> {
-        if cfg!(feature = "broken-stale-reads") && self.leader_elsewhere().is_none() {
+    pub async fn read(&self, key: &[u8]) -> Result<Reply, NodeError> {
+        if cfg!(feature = "broken-stale-reads") && self.leads().is_ok() {
             // The deliberately broken build (see Cargo.toml): a replica that
             // believes it leads answers without confirming it with a quorum.
             return self.read_local(key);
         }
-        self.inner.reads.confirm().await.map_err(status::read_error)?;
-        self.inner.store.read(key).map_err(status::store_error)
+        self.inner.reads.confirm().await.map_err(NodeError::from_read)?;
+        self.read_local(key)
     }
 
     /// A serializable read: this replica's applied state, possibly stale.
-    pub fn read_local(&self, key: &[u8]) -> Result<Reply, Unserved> {
-        self.inner.store.read(key).map_err(status::store_error)
+    pub fn read_local(&self, key: &[u8]) -> Result<Reply, NodeError> {
+        Ok(self.inner.store.read(key)?)
+    }
+
+    /// The applied index and the digest of the state at it (a full scan,
+    /// off the async workers).
+    pub async fn digest(&self) -> Result<(u64, Digest), NodeError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.digest())
+            .await
+            .map_err(|e| NodeError::Internal(format!("the digest task failed: {e}")))?
+            .map_err(NodeError::from)
     }
 
     /// Stops Raft; the log writer flushes what it has.

@@ -4,7 +4,8 @@
 //! snapshot's checksum; every snapshot equals its predecessor with the log
 //! between them replayed through the state machine's own `apply` (so each
 //! snapshot is the state at its log index); and the state the directory
-//! recovers to (newest snapshot plus the log after it), with its digest.
+//! recovers to (newest snapshot plus the log after it), with its digest
+//! (`sm/digest.rs`: the same digest `ringkv status --digest` shows).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::raft::log_store::{read_dir_offline, LogError};
 use crate::sm::command::MemStore;
+use crate::sm::digest::{self, Digester};
 use crate::sm::session;
 use crate::sm::snapshot::{self, SnapshotError};
 use crate::sm::store::{decode_value, encode_value};
@@ -30,12 +32,15 @@ pub struct Report {
     /// First and last log index on disk (0 when none).
     pub log_first: u64,
     pub log_last: u64,
-    /// Index the directory recovers to, its number of keys, its number of
-    /// client sessions, and the digest of its keys and values.
+    /// Index the directory recovers to, its number of keys and of client
+    /// sessions, its digest (keys, values and sessions: what `ringkv
+    /// status --digest` shows) and its data digest (keys and values alone:
+    /// what clients can see). See `sm/digest.rs`.
     pub recovered_index: u64,
-    pub keys: usize,
-    pub sessions: usize,
+    pub keys: u64,
+    pub sessions: u64,
     pub digest: String,
+    pub data_digest: String,
 }
 
 /// Why a directory failed verification.
@@ -89,6 +94,7 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
     let (base_index, base) = snapshots.last().cloned().unwrap_or((0, State::new()));
     let recovered_index = base_index.max(log_last);
     let recovered = replay(base, &entries, base_index, recovered_index)?;
+    let digest = digest_of(&recovered);
     Ok(Report {
         snapshots: snapshots.iter().map(|(i, _)| *i).collect(),
         pairs_checked,
@@ -96,13 +102,24 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
         log_first: entries.first().map_or(0, |e| e.log_id.index),
         log_last,
         recovered_index,
-        keys: recovered.keys().filter(|(t, _)| *t == DATA).count(),
-        sessions: recovered.keys().filter(|(t, _)| *t == SESSION).count(),
-        digest: format!(
-            "{:016x}",
-            digest(recovered.iter().filter(|((t, _), _)| *t == DATA).map(|((_, k), v)| (k.as_slice(), v.as_slice())))
-        ),
+        keys: digest.keys,
+        sessions: digest.sessions,
+        digest: digest::show(digest.state),
+        data_digest: digest::show(digest.data),
     })
+}
+
+/// The digest of a state: its records are in the order the digest takes
+/// them (data by key, then sessions by client id), since `DATA < SESSION`.
+fn digest_of(state: &State) -> digest::Digest {
+    let mut d = Digester::default();
+    for ((tag, k), v) in state {
+        match *tag {
+            DATA => d.data(k, v),
+            _ => d.session(k, v),
+        }
+    }
+    d.finish()
 }
 
 /// Replays log entries in `(from, to]` onto `state`; the log must hold
@@ -165,44 +182,4 @@ fn first_difference(got: &State, want: &State) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A 64-bit FNV-1a digest of a state in key order: equal states, equal
-/// digests, on every replica and in every tool.
-pub fn digest<'a>(entries: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
-    let mut d = Digester::default();
-    for (k, v) in entries {
-        d.add(k, v);
-    }
-    d.finish()
-}
-
-/// The streaming form of `digest`, fed one key and value at a time.
-pub struct Digester(u64);
-
-impl Default for Digester {
-    fn default() -> Self {
-        Digester(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Digester {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-    pub fn add(&mut self, key: &[u8], value: &[u8]) {
-        self.eat(key);
-        self.eat(value);
-    }
-
-    fn eat(&mut self, bytes: &[u8]) {
-        // Length first, so that ("ab", "c") and ("a", "bc") differ.
-        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(Self::PRIME);
-        }
-    }
-
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
 }

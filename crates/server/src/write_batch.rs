@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::node::NodeError;
 use crate::raft::types::{Proposal, Raft};
-use crate::service::status::{self, Unserved};
 use crate::sm::command::Reply;
 use crate::sm::session::Request;
 
@@ -29,7 +29,7 @@ const MAX_REQUESTS: usize = 1024;
 /// A proposal stops growing past this many bytes of keys and values.
 const MAX_BYTES: usize = 1 << 20;
 
-type Waiter = oneshot::Sender<Result<Reply, Unserved>>;
+type Waiter = oneshot::Sender<Result<Reply, NodeError>>;
 
 /// The queue in front of `client_write`. Cheap to clone.
 #[derive(Clone)]
@@ -46,14 +46,13 @@ impl WriteBatcher {
     }
 
     /// Commits `req` (in some proposal) and returns its answer.
-    pub async fn write(&self, req: Request) -> Result<Reply, Unserved> {
+    pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send((req, tx)).is_err() {
-            return Err(tonic::Status::unavailable("the server is shutting down").into());
+            return Err(NodeError::Stopping("the server is shutting down".into()));
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(tonic::Status::unavailable("the write was dropped: the server is shutting down").into())
-        })
+        rx.await
+            .unwrap_or_else(|_| Err(NodeError::Stopping("the write was dropped: the server is shutting down".into())))
     }
 }
 
@@ -94,12 +93,13 @@ async fn propose(raft: &Raft, batch: Vec<(Request, Waiter)>) {
         Ok(resp) => {
             tracing::error!(requests = n, replies = resp.data.len(), "a proposal's replies do not match its requests");
             for waiter in waiters {
-                let _ = waiter.send(Err(tonic::Status::internal("reply count mismatch").into()));
+                let mismatch = format!("reply count mismatch: {n} requests, {} replies", resp.data.len());
+                let _ = waiter.send(Err(NodeError::Internal(mismatch)));
             }
         }
         Err(e) => {
             for waiter in waiters {
-                let _ = waiter.send(Err(status::write_error(e.clone())));
+                let _ = waiter.send(Err(NodeError::from_write(e.clone())));
             }
         }
     }

@@ -58,8 +58,8 @@ pub fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<()> {
             report.log_entries, report.log_first, report.log_last
         );
         println!(
-            "  recovers to       index {}, {} keys, digest {}",
-            report.recovered_index, report.keys, report.digest
+            "  recovers to       index {}, {} keys, {} sessions, digest {} (keys and values alone: {})",
+            report.recovered_index, report.keys, report.sessions, report.digest, report.data_digest
         );
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! The `Admin` service (`admin.proto`): a replica's view of itself and its
-//! group, from openraft's metrics and the store, and of the ring (`Ring`).
+//! group, from openraft's metrics and the store (with `with_digest`, the
+//! state's digest of `sm/digest.rs`), and of the ring (`Ring`).
 
 use openraft::ServerState;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::route::Router;
 use crate::node::Node;
+use crate::sm::digest;
 
 #[derive(Clone)]
 pub struct AdminService {
@@ -56,13 +58,9 @@ impl Admin for AdminService {
             ..Default::default()
         };
         if request.into_inner().with_digest {
-            let store = self.node.store();
-            let digest = tokio::task::spawn_blocking(move || store.digest())
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::internal(format!("storage error: {e}")))?;
-            reply.digest = Some(format!("{:016x}", digest.digest));
-            reply.digest_index = digest.applied_index;
+            let (index, digest) = self.node.digest().await?;
+            reply.digest = Some(digest::show(digest.state));
+            reply.digest_index = index;
             reply.keys = digest.keys;
         }
         Ok(Response::new(reply))

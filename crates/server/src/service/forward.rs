@@ -26,6 +26,8 @@ use ringkv_api::pb::{self, key_value_client::KeyValueClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use super::status;
+
 /// The request header that marks a request forwarded to a leader.
 pub const FORWARDED: &str = "ringkv-forwarded";
 
@@ -144,16 +146,7 @@ impl Forwarder {
             }
             Err(s) => {
                 let hops = hops_in(s.metadata()) + 1;
-                let mut s = match s.code() {
-                    // The node could not be reached: for a leader, the same
-                    // as having none.
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                        let mut u = Status::unavailable(format!("cannot reach {to} at {addr}: {}", s.message()));
-                        *u.metadata_mut() = s.metadata().clone();
-                        u
-                    }
-                    _ => s,
-                };
+                let mut s = status::relayed(s, to, addr);
                 set_hops(s.metadata_mut(), hops);
                 Err(s)
             }
@@ -165,8 +158,7 @@ impl Forwarder {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("bad node address {addr:?}: {e}")))?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| status::bad_address(addr, e))?;
         let channel = endpoint.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
         let client = KeyValueClient::new(channel)
             .max_decoding_message_size(self.max_message)

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 
 use super::forward::{Forwardable, Forwarder, Leg, Via};
 use super::route::Router;
-use super::status::{self, InputError, Unserved};
-use crate::node::Node;
+use super::status::InputError;
+use crate::node::{Node, NodeError};
 use crate::sm::command::{self, Command, Reply};
 use crate::sm::session::{Request as LogRequest, Session};
 
@@ -89,15 +89,14 @@ impl KvService {
     }
 
     /// Answers from the local result, or forwards `msg` to the leader when
-    /// this replica is not it (once: see `forward.rs`).
-    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<Reply, Unserved>) -> Answer {
+    /// this replica is not it and knows who is (once: see `forward.rs`).
+    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<Reply, NodeError>) -> Answer {
         match local {
             Ok(reply) => Ok(Response::new(reply.into())),
-            Err(Unserved::Elsewhere(leader)) if !via.forwarded => {
+            Err(NodeError::NotLeader { leader: Some(leader) }) if !via.forwarded => {
                 self.forwarder.forward(&leader, "the leader", msg, via, Leg::ToLeader).await
             }
-            Err(Unserved::Elsewhere(_)) => Err(status::no_leader()),
-            Err(Unserved::Status(s)) => Err(s),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -115,15 +114,12 @@ impl KvService {
         let via = Via::of(&req);
         let msg = req.into_inner();
         let cmd = LogRequest { cmd: cmd(&msg)?, session: msg.session(), time_ms: now_ms() };
-        if let Some(leader) = self.node.leader_elsewhere() {
-            let elsewhere = leader.map_or(Unserved::Status(status::no_leader()), Unserved::Elsewhere);
-            return self.answer(via, msg, Err(elsewhere)).await;
+        if let Err(not_leader) = self.node.leads() {
+            return self.answer(via, msg, Err(not_leader)).await;
         }
-        match self.node.write(cmd).await {
-            Ok(reply) => Ok(Response::new(reply.into())),
-            Err(Unserved::Elsewhere(_)) => Err(status::leadership_lost()),
-            Err(Unserved::Status(s)) => Err(s),
-        }
+        // Proposed: whatever the answer, it is not forwarded.
+        let reply = self.node.write(cmd).await?;
+        Ok(Response::new(reply.into()))
     }
 
     /// A read, served by this group.
@@ -132,10 +128,7 @@ impl KvService {
         let msg = request.into_inner();
         let key = self.key(&msg.key)?;
         if msg.serializable {
-            return self.node.read_local(&key).map(|r| Response::new(r.into())).map_err(|e| match e {
-                Unserved::Status(s) => s,
-                Unserved::Elsewhere(_) => status::no_leader(),
-            });
+            return Ok(Response::new(self.node.read_local(&key)?.into()));
         }
         let local = self.node.read(&key).await;
         self.answer(via, msg, local).await

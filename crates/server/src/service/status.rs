@@ -4,12 +4,10 @@
 //! anything that a retry may cure (no leader yet, shutting down) is
 //! `UNAVAILABLE`; a broken disk is `INTERNAL`, and is logged.
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use ringkv_api::KeyError;
 use tonic::Status;
 
-use crate::raft::types::{Node, NodeId};
-use crate::sm::store::StoreError;
+use crate::node::NodeError;
 
 /// A request field the server refuses.
 #[derive(Debug, thiserror::Error)]
@@ -26,34 +24,52 @@ impl From<InputError> for Status {
     }
 }
 
-/// Why this replica did not serve a request itself.
-#[derive(Debug)]
-pub enum Unserved {
-    /// Another replica leads; its client address. The request can be
-    /// forwarded there.
-    Elsewhere(String),
-    /// An answer for the client.
-    Status(Status),
-}
-
-impl From<Status> for Unserved {
-    fn from(s: Status) -> Self {
-        Unserved::Status(s)
+/// What a client is told when its request was not served by this replica
+/// and not forwarded. Only a `NotLeader` that was already forwarded once
+/// (or has no leader to go to) reaches here: the `KeyValue` service
+/// forwards the others.
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::NotLeader { .. } => no_leader(),
+            NodeError::LeadershipLost | NodeError::NoQuorum(_) | NodeError::Stopping(_) => {
+                Status::unavailable(e.to_string())
+            }
+            NodeError::Membership(_) => Status::failed_precondition(e.to_string()),
+            NodeError::Storage(ref s) => {
+                tracing::error!("state machine read failed: {s}");
+                Status::internal(e.to_string())
+            }
+            NodeError::Internal(_) => Status::internal(e.to_string()),
+        }
     }
 }
 
-/// The status a client gets when a request cannot be served here and is
-/// not forwarded (no leader known, or already forwarded once).
-pub fn no_leader() -> Status {
+/// No leader to send a request to (none known, or it was already
+/// forwarded to one that no longer leads): retryable.
+fn no_leader() -> Status {
     Status::unavailable("no leader is known yet (election in progress); retry shortly")
 }
 
-/// A write proposed here whose leadership ended before it committed: the
-/// next leader may or may not commit it.
-pub fn leadership_lost() -> Status {
-    Status::unavailable(
-        "leadership changed while the write was in flight; it may or may not have taken effect (read before retrying)",
-    )
+/// The answer of a node a request was forwarded to (`to` says what it is,
+/// `addr` where), as relayed to the client: one that could not be reached
+/// is, for a leader, the same as having none (UNAVAILABLE, saying whom we
+/// could not reach); any other answer passes unchanged. The metadata
+/// (hops, leader) is kept.
+pub fn relayed(s: Status, to: &str, addr: &str) -> Status {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            let mut u = Status::unavailable(format!("cannot reach {to} at {addr}: {}", s.message()));
+            *u.metadata_mut() = s.metadata().clone();
+            u
+        }
+        _ => s,
+    }
+}
+
+/// A node address that is not a valid endpoint (a configuration error).
+pub fn bad_address(addr: &str, e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("bad node address {addr:?}: {e}"))
 }
 
 /// A request that went round the ring `max_hops` times without reaching
@@ -66,42 +82,37 @@ pub fn hop_limit(max_hops: u32, key_id: &str, position: usize) -> Status {
     ))
 }
 
-fn not_leader(f: &ForwardToLeader<NodeId, Node>) -> Unserved {
-    match &f.leader_node {
-        Some(node) => Unserved::Elsewhere(node.client_addr.clone()),
-        None => Unserved::Status(no_leader()),
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+    use crate::sm::store::StoreError;
+
+    fn status(e: NodeError) -> (Code, String) {
+        let s = Status::from(e);
+        (s.code(), s.message().to_owned())
     }
-}
 
-fn fatal(e: &openraft::error::Fatal<NodeId>) -> Status {
-    tracing::error!("raft stopped: {e}");
-    Status::unavailable(format!("the server is stopping: {e}"))
-}
-
-/// A write that Raft could not commit.
-pub fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> Unserved {
-    match &e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(m)) => {
-            Status::failed_precondition(m.to_string()).into()
+    /// The codes and the words clients (and the tests that drive them)
+    /// rely on.
+    #[test]
+    fn every_node_error_has_its_code_and_says_what_to_do() {
+        let cases = [
+            (NodeError::NotLeader { leader: None }, Code::Unavailable, "no leader"),
+            (NodeError::NotLeader { leader: Some("l:1".into()) }, Code::Unavailable, "no leader"),
+            (NodeError::LeadershipLost, Code::Unavailable, "may or may not have taken effect"),
+            (NodeError::NoQuorum("got {1}".into()), Code::Unavailable, "majority"),
+            (NodeError::Stopping("the server is shutting down".into()), Code::Unavailable, "shutting down"),
+            (NodeError::Membership("in progress".into()), Code::FailedPrecondition, "in progress"),
+            (NodeError::Storage(StoreError::CorruptValue { len: 3 }), Code::Internal, "storage error"),
+            (NodeError::Internal("reply count mismatch".into()), Code::Internal, "reply count mismatch"),
+        ];
+        for (e, code, words) in cases {
+            let shown = format!("{e:?}");
+            let (got, message) = status(e);
+            assert_eq!(got, code, "{shown}");
+            assert!(message.contains(words), "{shown}: {message:?} lacks {words:?}");
         }
-        RaftError::Fatal(f) => fatal(f).into(),
     }
-}
-
-/// A read whose linearizability could not be established.
-pub fn read_error(e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>) -> Unserved {
-    match &e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(f),
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-            Status::unavailable(format!("cannot reach a majority of replicas: {q}")).into()
-        }
-        RaftError::Fatal(f) => fatal(f).into(),
-    }
-}
-
-/// The local store failed: a server fault, never the client's.
-pub fn store_error(e: StoreError) -> Unserved {
-    tracing::error!("state machine read failed: {e}");
-    Status::internal(format!("storage error: {e}")).into()
 }

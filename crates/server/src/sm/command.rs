@@ -134,16 +134,6 @@ impl Command {
             Command::Del { key } | Command::DelVersion { key, .. } => key.len(),
         }
     }
-
-    /// The key the command writes.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            Command::Set { key, .. }
-            | Command::Del { key }
-            | Command::DelVersion { key, .. }
-            | Command::TestAndSet { key, .. } => key,
-        }
-    }
 }
 
 /// A `Store` over `BTreeMap`s: the model the LMDB store is tested against.

@@ -1,8 +1,9 @@
 //! The state machine: deterministic application of commands to the store.
 
-pub mod command;
+pub(crate) mod command;
+pub mod digest;
 #[cfg(test)]
 mod outcome_table;
-pub mod session;
-pub mod snapshot;
-pub mod store;
+pub(crate) mod session;
+pub(crate) mod snapshot;
+pub(crate) mod store;

@@ -54,6 +54,8 @@ pub trait SessionStore: Store {
 }
 
 /// Applies the request at log index `index`: once per (client, sequence).
+/// The one-request form of `apply_all`, for tests.
+#[cfg(test)]
 pub fn apply<S: SessionStore>(store: &mut S, index: u64, req: Request) -> Result<Reply, S::Error> {
     sweep(store, index, req.time_ms)?;
     apply_one(store, req)

@@ -16,7 +16,8 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
-use super::command::{self, Command, Reply, Value};
+use super::command::{self, Reply, Value};
+use super::digest::{Digest, Digester};
 use super::session::{self, ClientRecord, Request, SessionStore};
 use crate::raft::types::{LogId, StoredMembership};
 
@@ -122,33 +123,23 @@ impl KvStore {
 /// Key-value pairs as LMDB hands them out, borrowed from a transaction.
 pub type Pairs<'t> = Box<dyn Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't>;
 
-/// A digest of the whole state and the applied index it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Digest {
-    pub applied_index: u64,
-    pub keys: u64,
-    pub digest: u64,
-}
-
 impl KvStore {
-    /// Digests every key and value in one read transaction (a full scan:
-    /// for status checks and tests, not for the request path).
-    pub fn digest(&self) -> Result<Digest, StoreError> {
+    /// The applied index and the digest (`digest.rs`) of the state at it,
+    /// from one read transaction: a full scan, for status checks and
+    /// tests, not for the request path.
+    pub fn digest(&self) -> Result<(u64, Digest), StoreError> {
         let txn = self.env.read_txn()?;
         let (applied, _) = self.applied_state(&txn)?;
-        let mut keys = 0;
-        let mut digest = crate::verify::Digester::default();
+        let mut digest = Digester::default();
         for kv in self.iter(&txn)? {
             let (k, v) = kv?;
-            digest.add(k, v);
-            keys += 1;
+            digest.data(k, v);
         }
-        // Sessions are state too: replicas must agree on them.
         for kv in self.iter_sessions(&txn)? {
             let (k, v) = kv?;
-            digest.add(k, v);
+            digest.session(k, v);
         }
-        Ok(Digest { applied_index: applied.map_or(0, |id| id.index), keys, digest: digest.finish() })
+        Ok((applied.map_or(0, |id| id.index), digest.finish()))
     }
 }
 
@@ -159,14 +150,11 @@ pub struct Batch<'s> {
 }
 
 impl Batch<'_> {
-    /// Applies one command: the outcome table lives in `command::apply`.
-    pub fn apply(&mut self, cmd: Command) -> Result<Reply, StoreError> {
+    /// Applies one command, without a session (tests): the outcome table
+    /// lives in `command::apply`.
+    #[cfg(test)]
+    pub fn apply(&mut self, cmd: command::Command) -> Result<Reply, StoreError> {
         command::apply(self, cmd)
-    }
-
-    /// Applies the write at log index `index`, once per client sequence.
-    pub fn apply_request(&mut self, index: u64, req: Request) -> Result<Reply, StoreError> {
-        session::apply(self, index, req)
     }
 
     /// Applies the requests of the entry at `index`, in order.
@@ -299,7 +287,8 @@ fn decode_meta<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sm::command::{MemStore, Status};
+    use crate::sm::command::{Command, MemStore, Status};
+    use crate::sm::session::Session;
     use rand::{Rng, SeedableRng};
 
     fn random_command(rng: &mut impl Rng) -> Command {
@@ -335,6 +324,35 @@ mod tests {
             let want = command::read(&mut model, &[key]).unwrap();
             assert_eq!(store.read(&[key]).unwrap(), want);
         }
+    }
+
+    /// `status --digest` (this store) and `verify` (the model, encoded as
+    /// the store encodes it) digest the same records: sessions included.
+    #[test]
+    fn the_store_digest_is_the_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
+        let mut model = MemStore::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut batch = store.batch().unwrap();
+        for index in 1..200u64 {
+            let client_id = rng.random_range(0..4u64);
+            let session = (client_id != 0).then_some(Session { client_id, sequence: index, first_unacked: index });
+            let req = Request { cmd: random_command(&mut rng), session, time_ms: 1000 + index };
+            let want = session::apply(&mut model, index, req.clone()).unwrap();
+            assert_eq!(batch.apply_requests(index, vec![req]).unwrap(), vec![want]);
+        }
+        batch.commit().unwrap();
+        let mut want = Digester::default();
+        for (k, v) in &model.data {
+            want.data(k, &encode_value(v));
+        }
+        for (id, r) in &model.clients {
+            want.session(&id.to_be_bytes(), &postcard::to_allocvec(r).unwrap());
+        }
+        let (_, got) = store.digest().unwrap();
+        assert_eq!(got, want.finish());
+        assert_eq!(got.sessions, 3, "every client is remembered");
     }
 
     #[test]
