@@ -198,3 +198,33 @@ async fn serializable_reads_answer_locally_linearizable_ones_refuse() {
     let err = alone.get(&key).await.unwrap_err();
     assert!(err.is_unavailable() || matches!(err, ringkv_client::ClientError::Timeout), "{err:?}");
 }
+
+/// The whole group killed right after a burst of acknowledged writes, then
+/// started again and read at once: every read sees the last acknowledged
+/// version. The restarted leader keeps its term (its vote survives), so no
+/// new entry of a new term forces the commit index up: the leader must not
+/// answer reads at the commit index it had persisted (written lazily, up to
+/// 100 ms behind) but at the end of its log as it was at restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_right_after_a_whole_group_restart_see_every_acknowledged_write() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = start(spec(1, 3, &[])).await;
+    for round in 0..6u64 {
+        let client = cluster.client(opts(false)).unwrap();
+        let key = BigInt::from(round);
+        client.set(&key, 1, "v1").await.unwrap();
+        let mut acked = 1;
+        for version in 2..=40 {
+            let r = client.test_and_set(&key, version, format!("v{version}"), version - 1).await.unwrap();
+            assert_eq!(r.outcome, Outcome::Success, "round {round} version {version}");
+            acked = version;
+        }
+        cluster.kill9_all();
+        if let Err(e) = cluster.launch().await {
+            panic!("the group did not start again: {e}");
+        }
+        let client = cluster.client(opts(false)).unwrap();
+        let got = client.get(&key).await.unwrap().value.map(|v| v.version);
+        assert_eq!(got, Some(acked), "round {round}: a read right after the restart; logs:\n{}", cluster.logs());
+    }
+}

@@ -8,6 +8,7 @@ mod error;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub use error::NodeError;
 
 /// How long start-up waits for the group to elect a leader and catch up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read waits for a restarted leader to commit the log it had
+/// at restart (see `RestartFloor`).
+const FLOOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running replica. Cheap to clone.
 #[derive(Clone)]
@@ -48,6 +52,7 @@ struct Inner {
     writes: WriteBatcher,
     store: KvStore,
     config: Config,
+    floor: RestartFloor,
     /// Kept so that the log's writer thread, which stops (flushing what it
     /// has) when its last handle is dropped, lives as long as the node.
     _log: LogStore,
@@ -75,6 +80,7 @@ impl Node {
             tokio::task::spawn_blocking(move || recover(&config, purge_tx)).await??
         };
         let store = sm.store();
+        let floor = RestartFloor::new(log.state().0);
         let id = config.node_id;
         let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
         let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id, dial), log.clone(), sm)
@@ -109,7 +115,8 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let node = Node { inner: Arc::new(Inner { raft, reads, writes, store, config, _log: log, _lock: lock }) };
+        let node =
+            Node { inner: Arc::new(Inner { raft, reads, writes, store, config, floor, _log: log, _lock: lock }) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -163,6 +170,7 @@ impl Node {
             return self.read_local(key);
         }
         self.inner.reads.confirm().await.map_err(NodeError::from_read)?;
+        self.inner.floor.reach(&self.inner.raft).await?;
         self.read_local(key)
     }
 
@@ -185,6 +193,65 @@ impl Node {
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("raft did not stop cleanly: {e}");
+        }
+    }
+}
+
+/// The end of the log as this replica found it at start-up, which a
+/// linearizable read must see if this replica still leads the term that
+/// wrote it.
+///
+/// openraft lets a leader that restarts keep its leadership (its vote is
+/// on disk) without appending a new entry, and its read index is then
+/// max(first entry of its term, commit index). The commit index it
+/// recovered is the one the log store persisted, lazily (up to
+/// `COMMITTED_DELAY` behind), so writes acknowledged just before a crash
+/// of the whole group sit above it until the followers answer the first
+/// replication round: a read in that window saw the state before them
+/// (found by the crash test against a 3-replica group; openraft issue
+/// #1511). Every entry in this log up to its end is of that leader's term
+/// or older, so it commits as soon as a majority has it; a read waits for
+/// that once, then never again.
+struct RestartFloor {
+    /// (term, index) of the last entry at start-up.
+    last: Option<(u64, u64)>,
+    reached: AtomicBool,
+}
+
+impl RestartFloor {
+    fn new(last: Option<types::LogId>) -> RestartFloor {
+        let last = last.map(|id| (id.leader_id.term, id.index));
+        RestartFloor { reached: AtomicBool::new(last.is_none()), last }
+    }
+
+    /// Waits, if this replica leads the term of the log's last entry at
+    /// start-up, until that entry is applied.
+    async fn reach(&self, raft: &Raft) -> Result<(), NodeError> {
+        let Some((term, index)) = self.last.filter(|_| !self.reached.load(Ordering::Acquire)) else {
+            return Ok(());
+        };
+        let (current_term, applied) = {
+            let m = raft.metrics().borrow().clone();
+            (m.current_term, m.last_applied.map_or(0, |id| id.index))
+        };
+        // A later term began with its own first entry above this log's
+        // end, and the read index covers that.
+        if current_term != term || applied >= index {
+            self.reached.store(true, Ordering::Release);
+            return Ok(());
+        }
+        match raft.wait(Some(FLOOR_TIMEOUT)).applied_index_at_least(Some(index), "the log at restart is applied").await
+        {
+            Ok(_) => {
+                self.reached.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => {
+                Err(NodeError::Stopping("the server is stopping".into()))
+            }
+            Err(openraft::metrics::WaitError::Timeout(..)) => Err(NodeError::NoQuorum(format!(
+                "the log this leader had at restart (up to index {index}) is not committed after {FLOOR_TIMEOUT:?}"
+            ))),
         }
     }
 }
