@@ -57,14 +57,44 @@ async fn writer(client: Client, w: u64, round: u64, ledger: Ledger, acks: Arc<At
     }
 }
 
-async fn check(client: &Client, ledger: &Ledger) -> usize {
+/// Each replica's view (role, term, log end, applied index), for a failure
+/// message: a stale read and a lost write look alike from the client.
+async fn replica_states(server: &Server) -> String {
+    let mut out = String::new();
+    for r in server.cluster.replicas() {
+        let s = r.status(false, Duration::from_secs(1)).await;
+        let line = match s {
+            Some(s) => format!(
+                "{}: {:?} term {} last log {} applied {}\n",
+                r.process.name(),
+                s.role,
+                s.term,
+                s.last_log_index,
+                s.applied_index
+            ),
+            None => format!("{}: no answer\n", r.process.name()),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+async fn check(server: &Server, client: &Client, ledger: &Ledger) -> usize {
     let known: Vec<(u64, Known)> = ledger.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
     let mut checked = 0;
     for (k, known) in known {
         let got = client.get(&BigInt::from(k)).await.expect("get after restart").value;
         let got = got.map(|v| (v.version, String::from_utf8(v.data.to_vec()).unwrap()));
         let ok = got == known.acked || (known.in_flight.is_some() && got == known.in_flight);
-        assert!(ok, "key {k}: found {got:?}, acknowledged {:?}, in flight {:?}", known.acked, known.in_flight);
+        if !ok {
+            // Read again after the replicas' state: stale for a moment, or lost?
+            let states = replica_states(server).await;
+            let again = client.get(&BigInt::from(k)).await.ok().and_then(|r| r.value).map(|v| v.version);
+            panic!(
+                "key {k}: found {got:?}, acknowledged {:?}, in flight {:?}; read again: version {again:?}\n{states}",
+                known.acked, known.in_flight
+            );
+        }
         if known.acked.is_some() {
             checked += 1;
         }
@@ -96,7 +126,7 @@ async fn crash_rounds(extra: &[&str], rounds: u64, want_snapshots: bool) {
             t.await.unwrap();
         }
         server.launch().await;
-        let checked = check(&server.client(), &ledger).await;
+        let checked = check(&server, &server.client(), &ledger).await;
         assert!(checked as u64 >= target / 3, "round {round}: only {checked} keys checked");
     }
     if want_snapshots {
