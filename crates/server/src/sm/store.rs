@@ -303,14 +303,19 @@ mod tests {
         }
     }
 
+    /// An empty store in a temporary directory, an empty model, and a
+    /// seeded generator: what the model tests start from.
+    fn fresh(seed: u64) -> (tempfile::TempDir, KvStore, MemStore, rand::rngs::StdRng) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
+        (dir, store, MemStore::default(), rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
     /// The LMDB store answers exactly like the `BTreeMap` model, command by
     /// command, over random histories on a small key set.
     #[test]
     fn lmdb_matches_model() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
-        let mut model = MemStore::default();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let (_dir, store, mut model, mut rng) = fresh(42);
         for _ in 0..50 {
             let mut batch = store.batch().unwrap();
             for _ in 0..40 {
@@ -330,10 +335,7 @@ mod tests {
     /// the store encodes it) digest the same records: sessions included.
     #[test]
     fn the_store_digest_is_the_models() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
-        let mut model = MemStore::default();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (_dir, store, mut model, mut rng) = fresh(7);
         let mut batch = store.batch().unwrap();
         for index in 1..200u64 {
             let client_id = rng.random_range(0..4u64);
