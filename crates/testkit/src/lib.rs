@@ -13,14 +13,16 @@
 //! - [`LinkProxy`]: a userspace TCP proxy that passes, delays, blackholes
 //!   or refuses one direction of one link;
 //! - [`wait`]: polling a condition until a deadline;
-//! - [`exe`]: finding the workspace's executables, running one to the end.
-//! - [`outcomes`]: the outcome table as data, for every test that runs it.
+//! - [`exe`]: finding the workspace's executables, running one to the end;
+//! - [`outcomes`]: the outcome table as data, for every test that runs it;
+//! - [`Mosquitto`]: a real MQTT broker on a free port (the shop's caches).
 //!
 //! Everything is killed when dropped: a failing test leaves nothing behind.
 
 pub mod cluster;
 mod error;
 pub mod exe;
+pub mod mosquitto;
 pub mod outcomes;
 pub mod port;
 pub mod process;
@@ -29,6 +31,7 @@ pub mod wait;
 
 pub use cluster::{Cluster, ClusterSpec, Converged, Ports, Replica};
 pub use error::TestkitError;
+pub use mosquitto::Mosquitto;
 pub use port::free_port;
 pub use process::Process;
 pub use proxy::{LinkProxy, Mode};
