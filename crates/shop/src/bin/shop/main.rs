@@ -1,0 +1,131 @@
+//! `shop`: the reference shop's command. Runs an admin portal, and talks to
+//! one as a one-shot command, a shell, or a load generator.
+//!
+//! This file holds the command line's shape and the exit-code policy; the
+//! admin commands are in `admin.rs` (shared with the shell, `shell.rs`),
+//! their printing in `output.rs`, the portal's start-up in `portal.rs`, the
+//! benchmark in `bench.rs`.
+
+mod admin;
+mod bench;
+mod output;
+mod portal;
+mod shell;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "shop: the reference shop on ringkv (admin portal, admin CLI, benchmark).";
+
+const LONG_ABOUT: &str = "\
+shop: the reference shop on ringkv.
+
+Customers and products are JSON documents in a ringkv ring. Admin portals
+(`shop admin-portal`, as many instances as you like) serve them over gRPC
+(proto/shop/v1/admin.proto), each with its own cache, kept fresh by
+invalidations over MQTT. `shop admin …` and `shop shell` talk to a portal.
+The schema and the error codes are in docs/shop.md.";
+
+const EXAMPLES: &str = "\
+Examples:
+  shop admin-portal --listen 127.0.0.1:7100 --ringkv 127.0.0.1:7070,127.0.0.1:7071 --mqtt mqtt://127.0.0.1:1883
+  shop admin product create p1 --description 'Blue mug' --quantity 10 --price 4.50
+  shop admin product update p1 --quantity 12
+  shop admin product list --json
+  shop admin customer create c1 --name 'Ada Lovelace' --email ada@example.org
+  shop shell
+  shop bench --portal 127.0.0.1:7100,127.0.0.1:7101
+
+Exit codes: 0 on success, 1 for bad input, usage or a refused operation (not
+found, already exists, version conflict), 2 when the portal cannot be reached,
+did not answer in time, or cannot reach the database.";
+
+#[derive(Debug, Parser)]
+#[command(name = "shop", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// Admin portal(s) to talk to: HOST:PORT, or several comma-separated.
+    #[arg(long, global = true, env = "SHOP_ADMIN_ADDR", default_value = "127.0.0.1:7100", value_delimiter = ',')]
+    portal: Vec<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, global = true, default_value = "5", value_parser = parse_secs)]
+    timeout: Duration,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run an admin portal (gRPC) in the foreground.
+    #[command(after_help = portal::EXAMPLES)]
+    AdminPortal(portal::PortalArgs),
+    /// Manage customers and products through an admin portal.
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
+    /// Interactive shell against an admin portal (type help inside).
+    Shell,
+    /// Load an admin portal: read latency cached and not, invalidation
+    /// latency between two portals, writes/s at several client counts.
+    Bench(bench::BenchArgs),
+}
+
+/// Positive seconds, fractions allowed.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 => Duration::try_from_secs_f64(s).map_err(|e| e.to_string()),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::AdminPortal(args) => portal::run(args).await?,
+        Cmd::Admin(cmd) => return Ok(admin::run(&cmd, &cli.portal, cli.timeout, cli.json).await),
+        Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
+        Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are no error; a usage mistake is bad input
+            // (1), not clap's 2, which here means "no answer".
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shop: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "x", "NaN"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+}

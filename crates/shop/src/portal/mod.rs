@@ -1,0 +1,8 @@
+//! The admin portal: the gRPC face of the catalog.
+
+pub mod admin;
+pub mod codec;
+pub mod server;
+pub mod status;
+
+pub use server::{serve, PortalConfig};
