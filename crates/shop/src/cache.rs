@@ -260,7 +260,8 @@ impl Caches {
         match kind {
             Kind::Customer => self.customers.apply(id, change).await,
             Kind::Product => self.products.apply(id, change).await,
-            Kind::CustomerIndex | Kind::ProductIndex => {}
+            // Orders are never cached: every read of one goes to the database.
+            Kind::Order | Kind::CustomerIndex | Kind::ProductIndex | Kind::OrderIndex => {}
         }
     }
 
@@ -280,7 +281,7 @@ mod tests {
     use super::*;
 
     fn doc(pid: &str, version: i64, quantity: i64) -> Versioned<Product> {
-        Versioned { version, doc: Product { pid: pid.into(), description: String::new(), quantity, price_cents: 1 } }
+        Versioned { version, doc: Product { pid: pid.into(), quantity, price_cents: 1, ..Product::default() } }
     }
 
     fn on() -> DocCache<Product> {

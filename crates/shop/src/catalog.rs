@@ -156,7 +156,9 @@ impl Catalog {
         Ok(page)
     }
 
-    async fn written<T: Cached>(&self, doc: &Versioned<T>) {
+    /// Tells this instance's cache and the other instances that `doc` was
+    /// written at its version.
+    pub async fn written<T: Cached>(&self, doc: &Versioned<T>) {
         T::cache(&self.caches).wrote(doc.clone()).await;
         if let Some(bus) = &self.bus {
             bus.announce(T::KIND, doc.doc.id(), Change::Version(doc.version));
@@ -175,6 +177,23 @@ pub fn no_open_orders(c: &Customer) -> Result<(), ShopError> {
         n => Err(ShopError::Precondition(format!(
             "customer {} has {n} open order(s): deliver or cancel them first",
             c.cid
+        ))),
+    }
+}
+
+/// The product-specific rule for deletes: none while open orders hold
+/// units of it or a change of it is being decided (the units would vanish
+/// from the stock the admins gave).
+pub fn no_units_in_orders(p: &Product) -> Result<(), ShopError> {
+    match (p.held, p.decided.len()) {
+        (0, 0) => Ok(()),
+        (0, n) => Err(ShopError::Precondition(format!(
+            "product {} has {n} order change(s) in flight: try again in a moment",
+            p.pid
+        ))),
+        (held, _) => Err(ShopError::Precondition(format!(
+            "product {} has {held} unit(s) in open orders: they must be cancelled first",
+            p.pid
         ))),
     }
 }

@@ -23,6 +23,9 @@ pub enum ShopError {
     /// A write lost the compare-and-set race `attempts` times in a row.
     #[error("{} {id}: gave up after {attempts} conflicting concurrent changes; try again", kind.name())]
     Contention { kind: Kind, id: String, attempts: u32 },
+    /// An order asked for more units than are in stock; nothing changed.
+    #[error("product {pid}: {requested} more unit(s) wanted, {available} in stock")]
+    Shortage { pid: String, requested: i64, available: i64 },
     /// The operation is refused in the document's present state.
     #[error("{0}")]
     Precondition(String),

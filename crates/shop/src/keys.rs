@@ -20,21 +20,26 @@ pub enum Kind {
     Customer,
     /// A product, by PID.
     Product,
+    /// An order, by OID.
+    Order,
     /// A shard of the list of all CIDs.
     CustomerIndex,
     /// A shard of the list of all PIDs.
     ProductIndex,
+    /// A shard of the list of all OIDs.
+    OrderIndex,
 }
 
 impl Kind {
-    /// The tag byte. 0x03 is kept for orders (OID), 0x13 for a customer's
-    /// list of orders.
+    /// The tag byte.
     pub const fn tag(self) -> u8 {
         match self {
             Kind::Customer => 0x01,
             Kind::Product => 0x02,
+            Kind::Order => 0x03,
             Kind::CustomerIndex => 0x11,
             Kind::ProductIndex => 0x12,
+            Kind::OrderIndex => 0x13,
         }
     }
 
@@ -43,8 +48,10 @@ impl Kind {
         match self {
             Kind::Customer => "customer",
             Kind::Product => "product",
+            Kind::Order => "order",
             Kind::CustomerIndex => "customer-index",
             Kind::ProductIndex => "product-index",
+            Kind::OrderIndex => "order-index",
         }
     }
 
@@ -53,7 +60,8 @@ impl Kind {
         match self {
             Kind::Customer => "cid",
             Kind::Product => "pid",
-            Kind::CustomerIndex | Kind::ProductIndex => "shard",
+            Kind::Order => "oid",
+            Kind::CustomerIndex | Kind::ProductIndex | Kind::OrderIndex => "shard",
         }
     }
 
@@ -62,6 +70,7 @@ impl Kind {
         match self {
             Kind::Customer | Kind::CustomerIndex => Kind::CustomerIndex,
             Kind::Product | Kind::ProductIndex => Kind::ProductIndex,
+            Kind::Order | Kind::OrderIndex => Kind::OrderIndex,
         }
     }
 
@@ -142,12 +151,12 @@ mod tests {
     fn keys_never_collide_across_kinds_or_ids() {
         let ids = ["", "a", "ab", "\u{1}", "a\u{0}", "é", "p1", "p10", "1"];
         let mut seen = HashSet::new();
-        for kind in [Kind::Customer, Kind::Product] {
+        for kind in [Kind::Customer, Kind::Product, Kind::Order] {
             for id in ids {
                 assert!(seen.insert(doc_key(kind, id)), "{kind:?} {id:?}");
             }
         }
-        for index in [Kind::CustomerIndex, Kind::ProductIndex] {
+        for index in [Kind::CustomerIndex, Kind::ProductIndex, Kind::OrderIndex] {
             for shard in 0..INDEX_SHARDS {
                 assert!(seen.insert(shard_key(index, shard)), "{index:?} {shard}");
             }
@@ -178,9 +187,13 @@ mod tests {
             assert_eq!(parse_topic(&t), Some((Kind::Product, id.to_owned())), "{t}");
         }
         assert_eq!(topic(Kind::Customer, "a/b"), "shop/v1/customer/a%2Fb");
-        for bad in
-            ["shop/v1/order/x", "shop/v2/product/x", "shop/v1/product", "shop/v1/product/%zz", "shop/v1/product/%2"]
-        {
+        for bad in [
+            "shop/v1/order-index/x",
+            "shop/v2/product/x",
+            "shop/v1/product",
+            "shop/v1/product/%zz",
+            "shop/v1/product/%2",
+        ] {
             assert_eq!(parse_topic(bad), None, "{bad}");
         }
     }

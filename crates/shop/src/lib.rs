@@ -13,8 +13,13 @@
 //! - [`bus`]: invalidations over MQTT, published on every write and applied
 //!   to the cache on arrival;
 //! - [`catalog`]: the admin's operations, composed of the above;
+//! - [`orders`]: the customers' orders, and the saga that moves stock
+//!   between products and orders exactly once;
+//! - [`instance`]: what a portal instance runs on (client, caches, bus);
 //! - [`portal`]: the admin portal's gRPC service, and the one place shop
-//!   errors become gRPC statuses.
+//!   errors become gRPC statuses;
+//! - [`web`]: the customer portal: the HTTP/JSON API, the storefront's
+//!   pages, and the one place shop errors become HTTP statuses.
 //!
 //! The schema and the error choices are written out in `docs/shop.md`.
 
@@ -22,10 +27,13 @@ pub mod bus;
 pub mod cache;
 pub mod catalog;
 pub mod error;
+pub mod instance;
 pub mod keys;
 pub mod model;
+pub mod orders;
 pub mod portal;
 pub mod store;
+pub mod web;
 
 /// The admin portal's wire contract, generated from `proto/shop/v1/admin.proto`.
 pub mod pb {

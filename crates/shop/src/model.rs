@@ -5,6 +5,8 @@
 //! converted once, on the way in, and refused if it is not a whole number
 //! of cents, so that sums of prices never drift.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::keys::Kind;
@@ -47,15 +49,18 @@ pub struct Customer {
     pub cid: String,
     pub name: String,
     pub email: String,
-    /// Orders placed and not yet delivered or cancelled (maintained by the
-    /// order saga, part 2); a customer is deleted only at 0, checked on the
-    /// version the delete is conditional on.
+    /// Orders placed and not cancelled: the size of `orders`, kept with
+    /// it; a customer is deleted only at 0, checked on the version the
+    /// delete is conditional on.
     #[serde(default)]
     pub open_orders: u32,
+    /// The OIDs of those orders.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub orders: BTreeSet<String>,
 }
 
 /// Something for sale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub pid: String,
     pub description: String,
@@ -63,6 +68,133 @@ pub struct Product {
     pub quantity: i64,
     /// Price of one unit in cents, ≥ 0.
     pub price_cents: i64,
+    /// Units held by open orders: the sum of their lines of this product.
+    /// `quantity + held` is the stock the admins have given it, and only
+    /// an admin's edit of `quantity` changes that sum (docs/shop.md §6).
+    #[serde(default)]
+    pub held: i64,
+    /// This product's answer to each order change that touched it, by
+    /// change id, kept until the order has recorded the outcome (the saga's
+    /// single point of decision; see `orders`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decided: BTreeMap<String, Decided>,
+    /// Chosen at random when the product is created: an order change names
+    /// it, so that a product deleted and created again under the same pid
+    /// is never charged for a change meant for the old one.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A product's decision on one order change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    pub decision: Decision,
+    /// When it was decided (ms since the epoch): decisions left behind by
+    /// a portal that died are swept once they are old.
+    pub at_ms: i64,
+}
+
+/// Whether a change's units were taken from (or returned to) stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    Applied,
+    /// Stock was short: `available` units were in stock.
+    Refused {
+        available: i64,
+    },
+}
+
+/// Most lines in one order.
+pub const MAX_LINES: usize = 100;
+/// Most open orders per customer.
+pub const MAX_OPEN_ORDERS: usize = 100;
+
+/// A customer's order: its lines, and at most one change in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub oid: String,
+    pub cid: String,
+    pub created_ms: i64,
+    pub state: OrderState,
+    /// By pid.
+    pub lines: BTreeMap<String, Line>,
+    /// The change begun and not yet finished (the saga's intent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// Changes begun so far: the next change's id is `OID:changes`.
+    #[serde(default)]
+    pub changes: u64,
+    /// How the last finished change ended, for the instance that began it
+    /// when another instance finished it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Finished>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    Open,
+    Cancelled,
+}
+
+impl OrderState {
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderState::Open => "open",
+            OrderState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One product in an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub quantity: i64,
+    /// The product's price when the line was last set.
+    pub unit_price_cents: i64,
+    /// The product's generation then (what a cancel returns the units to).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A change in flight: what it does to each product and to the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// `OID:N`: unique, as OIDs are and N grows.
+    pub id: String,
+    pub started_ms: i64,
+    /// Cancel the order once every step is applied.
+    pub cancel: bool,
+    /// One per product touched (a line change has one; a cancel, one per line).
+    pub steps: Vec<Step>,
+}
+
+/// One product's part of a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub pid: String,
+    /// The product's generation when the change began.
+    pub generation: u64,
+    /// Units taken from stock (negative: returned).
+    pub delta: i64,
+    /// The line's quantity once applied (0: no line).
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+/// How a change ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    pub id: String,
+    pub decision: Decision,
+}
+
+impl Order {
+    /// The sum of the lines, in cents.
+    pub fn total_cents(&self) -> i64 {
+        self.lines.values().map(|l| l.quantity.saturating_mul(l.unit_price_cents)).fold(0, i64::saturating_add)
+    }
 }
 
 impl Document for Customer {
@@ -76,6 +208,23 @@ impl Document for Customer {
         check_id(Kind::Customer, &self.cid)?;
         check_text("name", &self.name, 1, MAX_NAME_BYTES)?;
         check_email(&self.email)
+    }
+}
+
+impl Document for Order {
+    const KIND: Kind = Kind::Order;
+
+    fn id(&self) -> &str {
+        &self.oid
+    }
+
+    fn validate(&self) -> Result<(), ShopError> {
+        check_id(Kind::Order, &self.oid)?;
+        check_id(Kind::Customer, &self.cid)?;
+        if self.lines.len() > MAX_LINES {
+            return Err(ShopError::invalid(format!("an order holds at most {MAX_LINES} products")));
+        }
+        Ok(())
     }
 }
 
@@ -185,7 +334,7 @@ mod tests {
     use super::*;
 
     fn customer(cid: &str, name: &str, email: &str) -> Customer {
-        Customer { cid: cid.into(), name: name.into(), email: email.into(), open_orders: 0 }
+        Customer { cid: cid.into(), name: name.into(), email: email.into(), open_orders: 0, orders: BTreeSet::new() }
     }
 
     #[test]
@@ -225,7 +374,8 @@ mod tests {
 
     #[test]
     fn products_are_checked() {
-        let p = Product { pid: "p".into(), description: String::new(), quantity: 0, price_cents: 0 };
+        let p =
+            Product { pid: "p".into(), description: String::new(), quantity: 0, price_cents: 0, ..Default::default() };
         assert!(p.validate().is_ok());
         assert!(Product { quantity: -1, ..p.clone() }.validate().is_err());
         assert!(Product { quantity: MAX_QUANTITY + 1, ..p.clone() }.validate().is_err());

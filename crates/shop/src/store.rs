@@ -115,6 +115,19 @@ impl Store {
         Err(ShopError::Contention { kind: T::KIND, id: id.to_owned(), attempts: MAX_ATTEMPTS })
     }
 
+    /// Writes `new` over the document at version `read` (compare-and-set,
+    /// no retry): the new version, or `None` if another write came first.
+    pub async fn replace<T: Document>(&self, read: i64, new: T) -> Result<Option<Versioned<T>>, ShopError> {
+        new.validate()?;
+        let key = keys::doc_key(T::KIND, new.id());
+        let reply = self.db.test_and_set(&key, now_ms(), encode(&new), read).await?;
+        match reply.outcome {
+            Outcome::Success => Ok(Some(Versioned { version: read + 1, doc: new })),
+            Outcome::ErrorNe | Outcome::Error => Err(not_found::<T>(new.id())),
+            Outcome::ErrorWv => Ok(None),
+        }
+    }
+
     /// Removes document `id` if `allowed(current)` holds on the version
     /// removed; answers what was removed.
     pub async fn delete<T, F>(&self, id: &str, allowed: F) -> Result<Versioned<T>, ShopError>
@@ -248,14 +261,14 @@ fn current_version(reply: &Reply) -> i64 {
 /// A random pause in [0, cap), the cap doubling per attempt up to
 /// `MAX_BACKOFF` ("full jitter": racing writers spread out instead of
 /// colliding again in step).
-async fn backoff(attempt: u32) {
+pub async fn backoff(attempt: u32) {
     let cap = Duration::from_micros(500 << attempt.min(10)).min(MAX_BACKOFF);
     let pause = rand::rng().random_range(Duration::ZERO..cap);
     tokio::time::sleep(pause).await;
 }
 
 /// The value timestamp: milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

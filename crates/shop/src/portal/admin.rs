@@ -4,7 +4,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::catalog::{no_open_orders, Catalog, Freshness};
+use crate::catalog::{no_open_orders, no_units_in_orders, Catalog, Freshness};
 use crate::model::{cents_to_price, price_to_cents, Customer, Product, Versioned};
 use crate::pb::{self, admin_portal_server::AdminPortal};
 use crate::portal::status::to_status;
@@ -30,7 +30,7 @@ type Answer<T> = Result<Response<T>, Status>;
 impl AdminPortal for AdminService {
     async fn create_customer(&self, req: Request<pb::Customer>) -> Answer<pb::Customer> {
         let c = req.into_inner();
-        let doc = Customer { cid: c.cid, name: c.name, email: c.email, open_orders: 0 };
+        let doc = Customer { cid: c.cid, name: c.name, email: c.email, open_orders: 0, orders: Default::default() };
         reply(self.catalog.create(doc).await, customer_pb)
     }
 
@@ -60,7 +60,7 @@ impl AdminPortal for AdminService {
 
     async fn create_product(&self, req: Request<pb::Product>) -> Answer<pb::Product> {
         let p = req.into_inner();
-        let doc = product_doc(p).map_err(to_status)?;
+        let doc = Product { generation: rand::random(), ..product_doc(p).map_err(to_status)? };
         reply(self.catalog.create(doc).await, product_pb)
     }
 
@@ -68,7 +68,12 @@ impl AdminPortal for AdminService {
         let p = req.into_inner();
         let (pid, expected) = (p.pid.clone(), expected_version(p.version).map_err(to_status)?);
         let doc = product_doc(p).map_err(to_status)?;
-        reply(self.catalog.update(&pid, expected, |_| Ok(doc.clone())).await, product_pb)
+        // What orders hold and have decided is theirs: an admin edits the
+        // stock in hand (`quantity`), on the version read like any writer.
+        let merge = |cur: &Product| {
+            Ok(Product { held: cur.held, decided: cur.decided.clone(), generation: cur.generation, ..doc.clone() })
+        };
+        reply(self.catalog.update(&pid, expected, merge).await, product_pb)
     }
 
     async fn get_product(&self, req: Request<pb::ProductId>) -> Answer<pb::Product> {
@@ -77,7 +82,7 @@ impl AdminPortal for AdminService {
     }
 
     async fn delete_product(&self, req: Request<pb::ProductId>) -> Answer<pb::Product> {
-        reply(self.catalog.delete(&req.into_inner().pid, |_: &Product| Ok(())).await, product_pb)
+        reply(self.catalog.delete(&req.into_inner().pid, no_units_in_orders).await, product_pb)
     }
 
     async fn list_products(&self, req: Request<pb::ListRequest>) -> Answer<pb::ProductList> {
@@ -110,7 +115,7 @@ fn freshness<T>(req: &Request<T>) -> Freshness {
 
 fn product_doc(p: pb::Product) -> Result<Product, ShopError> {
     let price_cents = price_to_cents(p.price)?;
-    Ok(Product { pid: p.pid, description: p.description, quantity: p.quantity, price_cents })
+    Ok(Product { pid: p.pid, description: p.description, quantity: p.quantity, price_cents, ..Product::default() })
 }
 
 fn customer_pb(v: Versioned<Customer>) -> pb::Customer {

@@ -5,4 +5,5 @@ pub mod codec;
 pub mod server;
 pub mod status;
 
-pub use server::{serve, PortalConfig};
+pub use crate::instance::PortalConfig;
+pub use server::serve;

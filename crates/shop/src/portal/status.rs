@@ -14,7 +14,7 @@ pub fn to_status(e: ShopError) -> Status {
         ShopError::NotFound { .. } => Code::NotFound,
         ShopError::AlreadyExists { .. } => Code::AlreadyExists,
         ShopError::VersionMismatch { .. } | ShopError::Contention { .. } => Code::Aborted,
-        ShopError::Precondition(_) => Code::FailedPrecondition,
+        ShopError::Precondition(_) | ShopError::Shortage { .. } => Code::FailedPrecondition,
         ShopError::Unavailable(_) => Code::Unavailable,
         ShopError::Corrupt { .. } => Code::DataLoss,
         ShopError::Database(_) => Code::Internal,

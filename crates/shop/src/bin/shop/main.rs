@@ -63,6 +63,9 @@ enum Cmd {
     /// Run an admin portal (gRPC) in the foreground.
     #[command(after_help = portal::EXAMPLES)]
     AdminPortal(portal::PortalArgs),
+    /// Run a customer portal (HTTP/JSON API and the storefront) in the foreground.
+    #[command(after_help = portal::CUSTOMER_EXAMPLES)]
+    CustomerPortal(portal::CustomerPortalArgs),
     /// Manage customers and products through an admin portal.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
@@ -84,6 +87,7 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::AdminPortal(args) => portal::run(args).await?,
+        Cmd::CustomerPortal(args) => portal::run_customer(args).await?,
         Cmd::Admin(cmd) => return Ok(admin::run(&cmd, &cli.portal, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,

@@ -1,4 +1,5 @@
-//! `shop admin-portal`: runs one admin portal instance in the foreground.
+//! `shop admin-portal` and `shop customer-portal`: one portal instance in
+//! the foreground. Both take the same instance flags (`InstanceArgs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,11 +17,36 @@ its own cache, kept fresh by the others' invalidations. Without --mqtt there
 are no invalidations, so nothing is cached. Stops on Ctrl-C or SIGTERM; logs
 go to stderr (RUST_LOG=debug for more).";
 
+pub const CUSTOMER_EXAMPLES: &str = "\
+Examples:
+  shop customer-portal --ringkv 127.0.0.1:7070 --mqtt mqtt://127.0.0.1:1883
+  shop customer-portal --listen 127.0.0.1:8081 --ringkv 127.0.0.1:7070 --mqtt mqtt://127.0.0.1:1883
+  curl -H 'Authorization: Bearer ada' http://127.0.0.1:8080/api/v1/products
+The storefront is at http://127.0.0.1:8080/ (sign in with a customer id).
+Run several against the same ring and broker: orders are safe from any of
+them at once. Stops on Ctrl-C or SIGTERM; logs go to stderr.";
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct PortalArgs {
     /// Address to serve gRPC on.
     #[arg(long, env = "SHOP_ADMIN_LISTEN", default_value = "127.0.0.1:7100")]
     listen: SocketAddr,
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CustomerPortalArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "SHOP_CUSTOMER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
+/// What every portal instance needs: the ring, the broker, its cache.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstanceArgs {
     /// ringkv servers, comma-separated (any of the ring's: the client learns
     /// the ring from them and sends each request to the group owning its key).
     #[arg(long, env = "SHOP_RINGKV", default_value = "127.0.0.1:7070", value_delimiter = ',')]
@@ -41,22 +67,37 @@ pub struct PortalArgs {
     db_timeout: Duration,
 }
 
-pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
-    init_logging();
-    if args.mqtt.is_none() {
-        tracing::warn!("no --mqtt broker: invalidations cannot be received, so nothing is cached");
+impl InstanceArgs {
+    fn config(&self, listen: SocketAddr) -> PortalConfig {
+        init_logging();
+        if self.mqtt.is_none() {
+            tracing::warn!("no --mqtt broker: invalidations cannot be received, so nothing is cached");
+        }
+        PortalConfig {
+            listen,
+            ringkv: self.ringkv.clone(),
+            mqtt: self.mqtt.clone(),
+            cache: CacheConfig { entries: self.cache_entries, ttl: self.cache_ttl },
+            db_timeout: self.db_timeout,
+        }
     }
-    let config = PortalConfig {
-        listen: args.listen,
-        ringkv: args.ringkv.clone(),
-        mqtt: args.mqtt.clone(),
-        cache: CacheConfig { entries: args.cache_entries, ttl: args.cache_ttl },
-        db_timeout: args.db_timeout,
-    };
-    let ringkv = args.ringkv.join(",");
+}
+
+pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
+    let config = args.instance.config(args.listen);
+    let ringkv = args.instance.ringkv.join(",");
     let ready = move |addr: SocketAddr| tracing::info!("admin portal serving on {addr} (ringkv {ringkv})");
     serve(config, ready, shutdown()).await?;
     tracing::info!("admin portal stopped");
+    Ok(())
+}
+
+pub async fn run_customer(args: CustomerPortalArgs) -> anyhow::Result<()> {
+    let config = args.instance.config(args.listen);
+    let ringkv = args.instance.ringkv.join(",");
+    let ready = move |addr: SocketAddr| tracing::info!("customer portal serving on http://{addr}/ (ringkv {ringkv})");
+    shop::web::serve(config, ready, shutdown()).await?;
+    tracing::info!("customer portal stopped");
     Ok(())
 }
 
