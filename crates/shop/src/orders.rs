@@ -192,6 +192,7 @@ impl Orders {
                 backoff(attempt).await;
                 continue;
             };
+            crash_point("intent");
             let done = self.finish(begun).await?;
             return match done.doc.last.as_ref() {
                 Some(Finished { id: last, decision: Decision::Refused { available } }) if *last == id => {
@@ -230,6 +231,7 @@ impl Orders {
                 backoff(attempt).await;
                 continue;
             };
+            crash_point("intent");
             let done = self.finish(begun).await?;
             self.unlist(cid, &[oid.to_owned()]).await?;
             return Ok(done);
@@ -273,8 +275,10 @@ impl Orders {
                     }
                 }
             }
+            crash_point("decision");
             order = match self.commit(order, &change, outcome).await? {
                 Some(done) => {
+                    crash_point("commit");
                     for step in &change.steps {
                         self.prune(step, &change.id).await;
                     }
@@ -507,6 +511,18 @@ impl Audit {
     /// order holds units of a product that is gone.
     pub fn holds(&self) -> bool {
         self.orphan_lines.is_empty() && self.products.iter().all(|p| p.held == p.in_orders)
+    }
+}
+
+/// Fault injection for tests: with `SHOP_CRASH_AFTER=intent`, `decision`
+/// or `commit` in its environment, the process dies on the spot (as
+/// `kill -9` would) after that step of the first order change it makes,
+/// so that a test can check another instance finishes the change.
+fn crash_point(step: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT.get_or_init(|| std::env::var("SHOP_CRASH_AFTER").ok()).as_deref() == Some(step) {
+        eprintln!("SHOP_CRASH_AFTER={step}: dying after the {step} step, as a test asked");
+        std::process::abort();
     }
 }
 
