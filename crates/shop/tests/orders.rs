@@ -383,3 +383,35 @@ async fn a_change_cut_short_at_any_step_is_finished_by_another_instance() {
         call(&http, reqwest::Method::GET, &format!("{}/api/v1/orders", healthy.url), "buyer0", None).await.unwrap();
     assert_eq!(list["orders"], json!([]), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_edit_stock_in_hand_and_cannot_delete_what_orders_hold() {
+    let Some(shop) = common::start(Spec::new(1, 1)).await else { return };
+    let front = start_storefront(&shop, 0).await;
+    let mut admin = shop.portal(0);
+    admin.create_product(product("mug", "Blue mug", 10, 4.5)).await.unwrap();
+    create_customers(&shop, 1).await;
+    let http = http();
+    let (_, order) = open_order(&http, &front.url, "buyer0").await.unwrap();
+    let oid = order["oid"].as_str().unwrap().to_owned();
+    assert_eq!(set_line(&http, &front.url, "buyer0", &oid, "mug", 4).await.unwrap().0, 200);
+
+    // The admin sees 6 in hand and restocks to 20: the 4 held stay held.
+    let cur = admin.get_product(fresh(ProductId { pid: "mug".into() })).await.unwrap().into_inner();
+    assert_eq!(cur.quantity, 6);
+    admin.update_product(shop::pb::Product { quantity: 20, ..cur }).await.unwrap();
+    let given = BTreeMap::from([("mug".to_owned(), 24)]);
+    assert_invariant(&orders_on(&shop).audit().await.unwrap(), &given);
+
+    let refused = admin.delete_product(ProductId { pid: "mug".into() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("4 unit(s) in open orders"), "{}", refused.message());
+    // The customer cannot be deleted either while the order is open.
+    let refused = admin.delete_customer(shop::pb::CustomerId { cid: "buyer0".into() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+
+    let url = format!("{}/api/v1/orders/{oid}", front.url);
+    assert_eq!(call(&http, reqwest::Method::DELETE, &url, "buyer0", None).await.unwrap().0, 200);
+    admin.delete_product(ProductId { pid: "mug".into() }).await.unwrap();
+    admin.delete_customer(shop::pb::CustomerId { cid: "buyer0".into() }).await.unwrap();
+}
