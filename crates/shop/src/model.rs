@@ -151,7 +151,7 @@ impl OrderState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub quantity: i64,
-    /// The product's price when the line was last set.
+    /// The product's price when the line was first set (units keep the price they were ordered at).
     pub unit_price_cents: i64,
     /// The product's generation then (what a cancel returns the units to).
     #[serde(default)]

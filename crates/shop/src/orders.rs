@@ -186,7 +186,9 @@ impl Orders {
                 generation: product.doc.generation,
                 delta,
                 quantity,
-                unit_price_cents: product.doc.price_cents,
+                // Units in an order keep the price they were ordered at: a
+                // line takes the price when it is first set.
+                unit_price_cents: line.map_or(product.doc.price_cents, |l| l.unit_price_cents),
             };
             let Some((id, begun)) = self.begin(order, false, vec![step]).await? else {
                 backoff(attempt).await;
@@ -395,7 +397,7 @@ impl Orders {
             let mut doc = product.doc.clone();
             doc.decided.remove(id);
             match self.store().replace(product.version, doc).await {
-                Ok(Some(_)) => return,
+                Ok(Some(written)) => return self.catalog.written(&written).await,
                 Ok(None) => backoff(attempt).await,
                 Err(e) => return tracing::warn!("cannot prune decision {id} from product {}: {e}", step.pid),
             }

@@ -58,9 +58,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             }
             _ => ApiError::BadRequest(e.body_text()),
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not the JSON expected: {e}")))
+        let bad = |e: serde_json::Error| ApiError::BadRequest(format!("the body is not the JSON expected: {e}"));
+        // Every body is an object: serde would take an array for a struct
+        // too, by field order.
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(bad)?;
+        if !value.is_object() {
+            return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value).map(JsonBody).map_err(bad)
     }
 }
 
