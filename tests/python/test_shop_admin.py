@@ -12,180 +12,37 @@ built target/*/ringkv) and `mosquitto` on PATH (skipped without it, except
 in CI, where that is a failure).
 """
 
-import importlib
 import json
 import math
-import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PROTO_DIR = ROOT / "proto"
-
-# How long the processes get to start (the ringkv replica must elect
-# itself, the portal must reach it), and each call to answer.
-START_SECS = 60
-CALL_SECS = 10
-
-
-def _ringkv_binary() -> Path:
-    path = os.environ.get("RINGKV_BIN")
-    if path:
-        return Path(path)
-    for profile in ("release", "debug"):
-        candidate = ROOT / "target" / profile / "ringkv"
-        if candidate.exists():
-            return candidate
-    pytest.fail("no ringkv binary: run `cargo build` first or set RINGKV_BIN")
-
-
-def _shop_binary() -> Path:
-    path = os.environ.get("SHOP_BIN")
-    if not path:
-        pytest.skip("SHOP_BIN is not set (the path of the `shop` binary, e.g. target/debug/shop)")
-    return Path(path)
-
-
-def _mosquitto() -> str:
-    # Debian installs it in /usr/sbin, which is not on every user's PATH.
-    path = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-    if path:
-        return path
-    reason = "mosquitto is not on PATH (apt-get install mosquitto); the admin portal needs an MQTT broker"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, name: str, log: Path) -> None:
-    """Waits until something accepts TCP connections on the port."""
-    deadline = time.monotonic() + START_SECS
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited with {proc.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not listen on port {port} within {START_SECS}s; see {log}")
-            time.sleep(0.05)
+from shop_processes import CALL_SECS, Shop, admin_stubs, free_port, shop_binary
 
 
 @pytest.fixture(scope="module")
 def shop_pb(tmp_path_factory):
     """The generated modules shop.v1.admin_pb2 and admin_pb2_grpc."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("shop-gen")
-    args = [
-        "protoc",
-        f"-I{PROTO_DIR}",
-        f"--python_out={out}",
-        f"--grpc_python_out={out}",
-        str(PROTO_DIR / "shop" / "v1" / "admin.proto"),
-    ]
-    assert protoc.main(args) == 0, "protoc failed on admin.proto"
-    sys.path.insert(0, str(out))
-    admin_pb2 = importlib.import_module("shop.v1.admin_pb2")
-    admin_pb2_grpc = importlib.import_module("shop.v1.admin_pb2_grpc")
-    return admin_pb2, admin_pb2_grpc
-
-
-class Processes:
-    """Started processes and their logs, stopped in reverse order."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self.started = []
-
-    def start(self, name: str, argv: list) -> tuple:
-        log_path = self.work / f"{name}.log"
-        log = open(log_path, "wb")
-        proc = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT)
-        self.started.append((proc, log))
-        return proc, log_path
-
-    def stop(self) -> None:
-        for proc, log in reversed(self.started):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=15)
-            log.close()
+    return admin_stubs(tmp_path_factory.mktemp("shop-gen"))
 
 
 @pytest.fixture(scope="module")
 def portal(shop_pb):
     """A running admin portal over a one-replica ringkv and a broker; yields
     (stub, address) and stops everything afterwards."""
-    admin_pb2, admin_pb2_grpc = shop_pb
-    shop_bin, ringkv_bin, mosquitto = _shop_binary(), _ringkv_binary(), _mosquitto()
-    work = Path(tempfile.mkdtemp(prefix="shop-py-"))
-    procs = Processes(work)
+    system = Shop(Path(tempfile.mkdtemp(prefix="shop-py-")))
     channel = None
     try:
-        ringkv_port, mqtt_port, portal_port = _free_port(), _free_port(), _free_port()
-        (work / "ringkv").mkdir()
-        ringkv, ringkv_log = procs.start(
-            "ringkv",
-            [ringkv_bin, "server", "--data-dir", work / "ringkv", "--listen", f"127.0.0.1:{ringkv_port}"],
-        )
-        broker, broker_log = procs.start("mosquitto", [mosquitto, "-p", mqtt_port])
-        _wait_for_port(ringkv_port, ringkv, "ringkv server", ringkv_log)
-        _wait_for_port(mqtt_port, broker, "mosquitto", broker_log)
-        addr = f"127.0.0.1:{portal_port}"
-        proc, portal_log = procs.start(
-            "admin-portal",
-            [
-                shop_bin,
-                "admin-portal",
-                "--listen",
-                addr,
-                "--ringkv",
-                f"127.0.0.1:{ringkv_port}",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{mqtt_port}",
-            ],
-        )
-        channel = grpc.insecure_channel(addr)
-        stub = admin_pb2_grpc.AdminPortalStub(channel)
-        # Ready when a call gets the portal's own answer from the database:
-        # a list (empty or not), not UNAVAILABLE while the replica elects
-        # itself or the portal is still starting.
-        deadline = time.monotonic() + START_SECS
-        while True:
-            try:
-                stub.ListProducts(admin_pb2.ListRequest(limit=1), timeout=2)
-                break
-            except grpc.RpcError as e:
-                if proc.poll() is not None:
-                    pytest.fail(f"admin portal exited with {proc.returncode}; see {portal_log}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"admin portal not ready within {START_SECS}s ({e.code()}); see {portal_log}")
-                time.sleep(0.1)
+        stub, addr, channel = system.admin_portal(shop_pb)
         yield stub, addr
     finally:
         if channel is not None:
             channel.close()
-        procs.stop()
+        system.stop()
 
 
 def code_of(call, *args):
@@ -459,7 +316,7 @@ def test_list_limit_over_1000_is_invalid_argument(shop_pb, portal, limit):
 
 def shop(addr, *args, stdin=None):
     """Runs `shop --portal ADDR ARGS…`; returns (exit code, stdout, stderr)."""
-    argv = [str(_shop_binary()), "--portal", addr, "--timeout", str(CALL_SECS), *args]
+    argv = [str(shop_binary()), "--portal", addr, "--timeout", str(CALL_SECS), *args]
     done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
     return done.returncode, done.stdout, done.stderr
 
@@ -504,5 +361,5 @@ def test_cli_customers_and_shell(portal):
 
 
 def test_cli_unreachable_portal_is_exit_code_2():
-    rc, _, err = shop(f"127.0.0.1:{_free_port()}", "admin", "customer", "get", "c1")
+    rc, _, err = shop(f"127.0.0.1:{free_port()}", "admin", "customer", "get", "c1")
     assert rc == 2 and "cannot reach the admin portal" in err, err
