@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ringkv_testkit::{free_port, free_port_block, wait, Process};
 use shop::pb::admin_portal_client::AdminPortalClient;
-use shop::pb::{ListRequest, Product};
+use shop::pb::{ListRequest, Product, ProductId};
 
 /// Customer portals `shop up` starts in these tests (its hidden
 /// `--customer-portals`): the customer portal is on main, so both.
@@ -146,20 +146,33 @@ async fn products(addr: &str) -> Vec<Product> {
     admin(addr).list_products(req).await.unwrap_or_else(|e| panic!("{addr}: {e}")).into_inner().products
 }
 
-/// Whether the broker at `port` answers an MQTT CONNECT with a CONNACK.
-async fn mqtt_connects(port: u16) -> bool {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
-    let (_client, mut events) = AsyncClient::new(MqttOptions::new("up-test", "127.0.0.1", port), 10);
-    let connack = async {
+/// Connects to the broker at `port` (CONNECT answered by CONNACK),
+/// subscribes to the shop's topics, then changes a product through
+/// `admin`: true if the portal's invalidation comes through the broker.
+async fn mqtt_carries_invalidations(port: u16, admin_addr: &str) -> bool {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (client, mut events) = AsyncClient::new(MqttOptions::new("up-test", "127.0.0.1", port), 10);
+    let seen = async {
+        let mut changed = false;
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.subscribe("shop/v1/#", QoS::AtLeastOnce).await.unwrap()
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) if !changed => {
+                    let mut tea =
+                        admin(admin_addr).get_product(ProductId { pid: "tea".into() }).await.unwrap().into_inner();
+                    tea.quantity += 1;
+                    admin(admin_addr).update_product(tea).await.unwrap();
+                    changed = true;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if changed && p.topic.starts_with("shop/v1/") => return true,
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(e) => panic!("MQTT: {e}"),
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), connack).await.unwrap_or(false)
+    tokio::time::timeout(Duration::from_secs(10), seen).await.unwrap_or(false)
 }
 
 fn gone(pid: i32) -> bool {
@@ -203,7 +216,10 @@ async fn up_starts_everything_and_sigterm_stops_it_all() {
         let r = http.get(format!("{url}/api/v1/products")).bearer_auth("ada").send().await.unwrap();
         assert_eq!(r.status(), 200, "{url} as ada");
     }
-    assert!(mqtt_connects(ports.mqtt).await, "the embedded broker accepts an MQTT connection");
+    assert!(
+        mqtt_carries_invalidations(ports.mqtt, &admins[0]).await,
+        "the embedded broker accepts an MQTT client and carries the portals' invalidations"
+    );
     let out = up.process.log();
     assert!(out.contains("sign in as ada") && out.contains(&format!("http://127.0.0.1:{}/", ports.customer)), "{out}");
 
@@ -233,7 +249,7 @@ async fn a_second_up_on_the_same_data_does_not_load_the_demo_again() {
     let admin0 = format!("127.0.0.1:{}", ports.admin);
     assert_eq!(products(&admin0).await.len(), DEMO_PIDS.len());
     // A product the demo has, deleted: loading the demo again would bring it back.
-    admin(&admin0).delete_product(shop::pb::ProductId { pid: "mug".into() }).await.unwrap();
+    admin(&admin0).delete_product(ProductId { pid: "mug".into() }).await.unwrap();
     assert!(first.terminate().success());
     drop(first);
     std::fs::remove_file(data.join("shop.json")).unwrap();

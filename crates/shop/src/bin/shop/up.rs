@@ -210,7 +210,7 @@ pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<
     let spec = spec.ring_config(ring_file);
     println!("shop up: starting the ringkv ring ({processes} process(es)) …");
     let mut cluster = tokio::select! {
-        c = Cluster::start(spec) => c.context("the ringkv ring did not start (its logs: DIR/p<p>/r<r>/server.log)")?,
+        c = Cluster::start(spec) => c.context("the ringkv ring did not start")?,
         _ = signals.shutdown() => bail!("interrupted while the ring was starting"),
     };
     let mut children = Vec::new();
@@ -574,4 +574,61 @@ fn init_logging(data_dir: &Path) -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn args(flags: &[&str]) -> UpArgs {
+        Cli::try_parse_from(std::iter::once("up").chain(flags.iter().copied())).unwrap().up
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(broker_address("mqtt://127.0.0.1:1883").unwrap(), "127.0.0.1:1883");
+        assert_eq!(broker_address("localhost:1884/").unwrap(), "localhost:1884");
+        for bad in ["mqtt://", "mqtt://host", "mqtt://:1883", "host:port"] {
+            assert!(broker_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Flags that put everything on ports free a moment ago.
+    fn free() -> UpArgs {
+        let block = |n, offsets: &[u16]| ringkv_testkit::free_port_block(n, offsets).unwrap();
+        let mut a = args(&[]);
+        (a.base_port, a.admin_port, a.customer_port) = (block(6, &[1000]), block(2, &[]), block(2, &[]));
+        a.mqtt_port = block(1, &[]);
+        a
+    }
+
+    #[test]
+    fn overlapping_ports_name_the_flags() {
+        // Replica 0's Raft port is BASE + 1000: customer portals there collide.
+        let mut a = free();
+        a.customer_port = a.base_port + 1000;
+        let e = check_ports(&a).unwrap_err().to_string();
+        assert!(e.contains("--base-port or --customer-port"), "{e}");
+        let mut a = free();
+        a.admin_port = 65535;
+        let e = check_ports(&a).unwrap_err().to_string();
+        assert!(e.contains("out of range") && e.contains("--admin-port"), "{e}");
+    }
+
+    #[test]
+    fn a_taken_port_names_its_flag() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = free();
+        a.mqtt_port = taken.local_addr().unwrap().port();
+        let e = check_ports(&a).unwrap_err().to_string();
+        assert!(e.contains("not free") && e.contains("--mqtt-port"), "{e}");
+        assert!(check_ports(&free()).is_ok());
+    }
 }
