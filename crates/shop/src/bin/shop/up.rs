@@ -181,6 +181,8 @@ impl Signals {
 /// Starts everything, serves until the shell ends or a signal arrives, then
 /// stops what it started.
 pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<ExitCode> {
+    // SIGTERM and SIGHUP from the start (SIGINT is watched later: see shell).
+    let mut signals = Signals::watch()?;
     if args.replicas == 0 || args.positions == 0 {
         bail!("--positions and --replicas must be at least 1");
     }
@@ -195,7 +197,6 @@ pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<
     check_ports(&args)?;
     // The editor first: it must exist before SIGINT is watched (see shell).
     let editor = if !args.no_shell && std::io::stdin().is_terminal() { Some(Editor::open()?) } else { None };
-    let mut signals = Signals::watch()?;
     let exe = std::env::current_exe().context("cannot find the shop executable")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
