@@ -252,6 +252,8 @@ async fn a_second_up_on_the_same_data_does_not_load_the_demo_again() {
     admin(&admin0).delete_product(ProductId { pid: "mug".into() }).await.unwrap();
     assert!(first.terminate().success());
     drop(first);
+    // shop up removes it itself as it starts, but the wait below must not
+    // read it before then.
     std::fs::remove_file(data.join("shop.json")).unwrap();
 
     let mut second = Up::start(&data, &ports, &log);

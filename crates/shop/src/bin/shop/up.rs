@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use reqwest::StatusCode;
 use ringkv_testkit::cluster::RAFT_PORT_OFFSET;
 use ringkv_testkit::{Cluster, ClusterSpec, Process};
 use serde::Serialize;
@@ -43,6 +44,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const ADMIN_PORTALS: u16 = 2;
 /// In DIR once the demo catalogue is loaded: it is loaded only once.
 const DEMO_MARKER: &str = "demo-loaded";
+/// Where everything is, in DIR, written once it all answers.
+const LISTING: &str = "shop.json";
 /// The customer the hint suggests (one of the demo's).
 const DEMO_CUSTOMER: &str = "ada";
 
@@ -200,6 +203,14 @@ pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<
     let exe = std::env::current_exe().context("cannot find the shop executable")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    // An old listing would point at processes that are gone: shop.json
+    // appears again once everything answers.
+    let listing = data_dir.join(LISTING);
+    if let Err(e) = std::fs::remove_file(&listing) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(anyhow!("cannot remove the old {}: {e}", listing.display()));
+        }
+    }
     init_logging(&data_dir)?;
 
     let spec = ClusterSpec::new(&exe, usize::from(args.positions), usize::from(args.replicas))
@@ -261,6 +272,7 @@ async fn start_rest(
         wait_admin(child).await?;
     }
     let marker = data_dir.join(DEMO_MARKER);
+    let mut loaded_now = false;
     let demo = if args.no_demo {
         "not loaded (--no-demo)".to_owned()
     } else if marker.exists() {
@@ -269,6 +281,7 @@ async fn start_rest(
         let (products, customers) = load_demo(&admin).await?;
         std::fs::write(&marker, "the demo catalogue was loaded into this shop\n")
             .with_context(|| format!("cannot write {}", marker.display()))?;
+        loaded_now = true;
         format!("loaded: {products} products, {customers} customers")
     };
     let customer: Vec<String> =
@@ -277,14 +290,13 @@ async fn start_rest(
     for (i, addr) in customer.iter().enumerate() {
         children.push(spawn(Kind::Customer, i, addr, portal_argv(Kind::Customer, addr), data_dir)?);
     }
-    let signed_in = marker.exists();
     for child in &mut children[first..] {
-        wait_customer(child, signed_in).await?;
+        wait_customer(child, loaded_now).await?;
     }
 
     let customer_urls: Vec<String> = customer.iter().map(|a| format!("http://{a}")).collect();
     let listing = Addresses { ringkv: &ringkv, mqtt: &mqtt, admin: &admin, customer: customer_urls.clone() };
-    let path = data_dir.join("shop.json");
+    let path = data_dir.join(LISTING);
     std::fs::write(&path, serde_json::to_string_pretty(&listing)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
 
@@ -378,9 +390,10 @@ async fn wait_admin(child: &mut Child) -> anyhow::Result<()> {
 }
 
 /// Waits until a customer portal accepts connections and lists the
-/// products to a signed-in customer (when there is one: else any answer
-/// that is not a server error will do).
-async fn wait_customer(child: &mut Child, signed_in: bool) -> anyhow::Result<()> {
+/// products to the demo customer (200). Unless the demo was just loaded,
+/// that customer may be gone (or never was): then 401, which the portal
+/// answers only once the database said there is no such customer, will do.
+async fn wait_customer(child: &mut Child, demo_just_loaded: bool) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
     let url = format!("http://{}/api/v1/products", child.addr);
     let addr: SocketAddr = child.addr.parse()?;
@@ -391,8 +404,7 @@ async fn wait_customer(child: &mut Child, signed_in: bool) -> anyhow::Result<()>
                 return false;
             }
             match http.get(&url).bearer_auth(DEMO_CUSTOMER).send().await {
-                Ok(r) if signed_in => r.status().is_success(),
-                Ok(r) => !r.status().is_server_error(),
+                Ok(r) => r.status() == StatusCode::OK || (!demo_just_loaded && r.status() == StatusCode::UNAUTHORIZED),
                 Err(_) => false,
             }
         }
