@@ -263,4 +263,14 @@ async fn a_second_up_on_the_same_data_does_not_load_the_demo_again() {
     assert!(!pids.iter().any(|p| p == "mug"), "the demo was loaded again: {pids:?}");
     assert!(second.process.log().contains("loaded before"), "{}", second.process.log());
     assert!(second.terminate().success());
+
+    // The replicas keep their membership: the same data on other ports is
+    // refused before anything starts.
+    let mut moved = ports.clone();
+    moved.base = free_port_block(1, &[]).unwrap();
+    let mut third = Up::start(&data, &moved, &tmp.path().join("third.log"));
+    let status = third.process.wait_stopped(Instant::now() + STOP).expect("exits by itself");
+    assert!(!status.success());
+    let out = third.process.log();
+    assert!(out.contains("--base-port") && out.contains("--data-dir"), "{out}");
 }

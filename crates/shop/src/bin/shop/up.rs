@@ -568,7 +568,21 @@ fn write_ring(data_dir: &Path, spec: &ClusterSpec) -> anyhow::Result<PathBuf> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let path = data_dir.join("ring.toml");
     let ring = ringkv_server::config::RingConfig::default();
-    ringkv_server::cli::write_ring_file(&path, &addrs, ring.m, ring.placement, "shop up")?;
+    let text = ringkv_server::cli::ring_file_text(&addrs, ring.m, ring.placement, "shop up")?;
+    // The replicas keep their group's membership: a data directory made for
+    // another ring (other ports, positions or replicas) cannot serve this one.
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old != text => bail!(
+            "{} holds a ring of other ports, positions or replicas: give the same --base-port, --positions and \
+             --replicas as when it was made, or a new --data-dir",
+            data_dir.display()
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+        }
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+    }
     Ok(path)
 }
 
