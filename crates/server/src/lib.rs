@@ -8,11 +8,13 @@
 //! `NodeError` (`node/error.rs`), and `service/status.rs` alone turns errors
 //! into gRPC statuses.
 //!
-//! Other crates use `config` (a server's configuration), `server::run` (a
+//! Other crates use `cli` (a replica's flags, the ring file of a local
+//! cluster), `config` (a server's configuration), `server::run` (a
 //! server process), `verify` (the offline check of a data directory) and
 //! `sm::digest` (what a state's digest covers). Everything else is the
 //! server's own; tests outside the crate go through these and the wire.
 
+pub mod cli;
 pub mod config;
 pub(crate) mod node;
 pub(crate) mod raft;

@@ -32,6 +32,6 @@ pub mod wait;
 pub use cluster::{Cluster, ClusterSpec, Converged, Ports, Replica};
 pub use error::TestkitError;
 pub use mosquitto::Mosquitto;
-pub use port::free_port;
+pub use port::{free_port, free_port_block};
 pub use process::Process;
 pub use proxy::{LinkProxy, Mode};

@@ -11,3 +11,41 @@ pub fn free_port() -> Result<u16, TestkitError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(TestkitError::io("cannot bind a free port"))?;
     Ok(listener.local_addr().map_err(TestkitError::io("cannot read a bound port"))?.port())
 }
+
+/// A first port for a launcher that counts up from one (`ringkv up`,
+/// `shop up`): ports `base + offset + i` for every `i < count` and every
+/// offset (0 included) were all free a moment ago. The same race as
+/// [`free_port`]'s.
+pub fn free_port_block(count: u16, offsets: &[u16]) -> Result<u16, TestkitError> {
+    let offsets: Vec<u16> = std::iter::once(0).chain(offsets.iter().copied()).collect();
+    let span = u32::from(offsets.iter().copied().max().unwrap_or(0)) + u32::from(count);
+    for _ in 0..100 {
+        let base = free_port()?;
+        if u32::from(base) + span > u32::from(u16::MAX) {
+            continue;
+        }
+        // Held until every one is checked, so none is counted twice.
+        let held: Result<Vec<TcpListener>, _> = offsets
+            .iter()
+            .flat_map(|o| (0..count).map(move |i| base + o + i))
+            .map(|port| TcpListener::bind(("127.0.0.1", port)))
+            .collect();
+        if held.is_ok() {
+            return Ok(base);
+        }
+    }
+    Err(TestkitError::Spec(format!("found no {count} free consecutive ports (offsets {offsets:?}) in 100 tries")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_is_free() {
+        let base = free_port_block(3, &[1000]).unwrap();
+        for port in [base, base + 2, base + 1000, base + 1002] {
+            TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
+}

@@ -8,9 +8,12 @@
 
 mod admin;
 mod bench;
+mod broker;
 mod output;
 mod portal;
+mod server;
 mod shell;
+mod up;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,6 +77,12 @@ enum Cmd {
     /// Load an admin portal: read latency cached and not, invalidation
     /// latency between two portals, writes/s at several client counts.
     Bench(bench::BenchArgs),
+    #[command(about = server::ABOUT, after_help = server::EXAMPLES)]
+    Server(server::ServerArgs),
+    /// Start the whole shop (ringkv ring, MQTT broker, admin and customer
+    /// portals), load a demo catalogue, open the admin shell.
+    #[command(after_help = up::EXAMPLES)]
+    Up(up::UpArgs),
 }
 
 /// Positive seconds, fractions allowed.
@@ -91,6 +100,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Admin(cmd) => return Ok(admin::run(&cmd, &cli.portal, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
+        Cmd::Server(args) => server::run(args).await?,
+        Cmd::Up(args) => return up::run(args, cli.json, cli.timeout).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -102,7 +102,7 @@ pub async fn run_customer(args: CustomerPortalArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown() {
+pub async fn shutdown() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -118,9 +118,14 @@ async fn shutdown() {
 }
 
 fn init_logging() {
+    init_logging_with("info,rumqttc=warn");
+}
+
+/// Logs to stderr at `default` levels, or as RUST_LOG says.
+pub fn init_logging_with(default: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

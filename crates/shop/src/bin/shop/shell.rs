@@ -113,7 +113,33 @@ fn first_line(text: &str) -> &str {
 pub async fn run(portal: &[String], timeout: Duration, json: bool) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     // The editor first: see the module documentation about SIGINT.
-    let mut input = if interactive { Input::Editor(Reader::start("shop> ", history_file())?) } else { Input::stdin() };
+    let input = if interactive { Input::Editor(Reader::start("shop> ", history_file())?) } else { Input::stdin() };
+    session(input, interactive, portal, timeout, json).await
+}
+
+/// The shell's line editor on the terminal, made before anything watches
+/// SIGINT (see the module documentation): `shop up` opens it first thing
+/// and runs the shell with `run_editor` once everything is up.
+pub struct Editor(Input);
+
+impl Editor {
+    pub fn open() -> anyhow::Result<Editor> {
+        Ok(Editor(Input::Editor(Reader::start("shop> ", history_file())?)))
+    }
+}
+
+/// The interactive shell on an editor opened earlier.
+pub async fn run_editor(editor: Editor, portal: &[String], timeout: Duration, json: bool) -> anyhow::Result<ExitCode> {
+    session(editor.0, true, portal, timeout, json).await
+}
+
+async fn session(
+    mut input: Input,
+    interactive: bool,
+    portal: &[String],
+    timeout: Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let portal = Portal::connect(portal, timeout)?;
     if interactive {
         println!("shop shell, talking to {}. Type help for the commands, Ctrl-D to leave.", portal.shown());
