@@ -8,6 +8,9 @@
 
 mod admin;
 mod bench;
+mod bench_customers;
+mod customer;
+mod customer_output;
 mod output;
 mod portal;
 mod shell;
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "shop: the reference shop on ringkv (admin portal, admin CLI, benchmark).";
+const ABOUT: &str = "shop: the reference shop on ringkv (portals, admin and customer CLIs, benchmark).";
 
 const LONG_ABOUT: &str = "\
 shop: the reference shop on ringkv.
@@ -37,10 +40,12 @@ Examples:
   shop admin customer create c1 --name 'Ada Lovelace' --email ada@example.org
   shop shell
   shop bench --portal 127.0.0.1:7100,127.0.0.1:7101
+  shop customer --url http://127.0.0.1:8080 --cid c1 order new
+  shop bench customers --customer-url http://127.0.0.1:8080,http://127.0.0.1:8081 --ringkv 127.0.0.1:7070
 
 Exit codes: 0 on success, 1 for bad input, usage or a refused operation (not
-found, already exists, version conflict), 2 when the portal cannot be reached,
-did not answer in time, or cannot reach the database.";
+found, already exists, version conflict, stock short), 2 when the portal cannot
+be reached, did not answer in time, or cannot reach the database.";
 
 #[derive(Debug, Parser)]
 #[command(name = "shop", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -69,10 +74,15 @@ enum Cmd {
     /// Manage customers and products through an admin portal.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Shop as a customer through a customer portal (HTTP): the catalogue
+    /// and your orders.
+    #[command(after_help = customer::EXAMPLES)]
+    Customer(customer::CustomerArgs),
     /// Interactive shell against an admin portal (type help inside).
     Shell,
     /// Load an admin portal: read latency cached and not, invalidation
-    /// latency between two portals, writes/s at several client counts.
+    /// latency between two portals, writes/s at several client counts; or,
+    /// with `bench customers`, simulated customers over HTTP.
     Bench(bench::BenchArgs),
 }
 
@@ -89,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::AdminPortal(args) => portal::run(args).await?,
         Cmd::CustomerPortal(args) => portal::run_customer(args).await?,
         Cmd::Admin(cmd) => return Ok(admin::run(&cmd, &cli.portal, cli.timeout, cli.json).await),
+        Cmd::Customer(args) => return Ok(customer::run(&args, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
     }
