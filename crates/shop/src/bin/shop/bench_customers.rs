@@ -18,7 +18,11 @@
 //! The invariant, for every bench product, once the load has stopped and
 //! every pending change is finished (`Orders::audit`):
 //! `quantity + units in open orders == stock given at set-up` and
-//! `held == units in open orders`.
+//! `held == units in open orders`. The stock given is the quantity set
+//! plus the units that orders open before the load hold (orders of other
+//! customers, or of bench customers beyond `--customers`), as an audit
+//! just before the load finds them: setting a quantity leaves `held` as
+//! it is.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -194,7 +198,17 @@ pub async fn run(args: CustomersArgs, portals: &[String], json_out: bool) -> any
     let admins: Vec<Admin> = portals.iter().map(|a| bench::connect(a)).collect::<anyhow::Result<_>>()?;
     let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).tcp_nodelay(true).build()?;
 
-    let given = prepare(&args, &admins[0], &http).await?;
+    let set = prepare(&args, &admins[0], &http).await?;
+    // Orders left open by others (or by customers beyond --customers of an
+    // earlier run) still hold units: the stock given is what was set now
+    // plus what they hold, as the database says before the load.
+    let db = audit_orders(&args.ringkv)?;
+    let before = db.audit().await.context("auditing the orders before the load")?;
+    let mut given = BTreeMap::new();
+    for (pid, stock) in &set {
+        let held = before.products.iter().find(|p| &p.pid == pid).map_or(0, |p| p.in_orders);
+        given.insert(pid.clone(), stock + held);
+    }
     let pids: Arc<Vec<String>> = Arc::new((0..args.products).map(pid).collect());
 
     let start = Instant::now();
@@ -219,7 +233,7 @@ pub async fn run(args: CustomersArgs, portals: &[String], json_out: bool) -> any
     let elapsed = start.elapsed();
 
     let audit_started = Instant::now();
-    let check = invariant(&args.ringkv, &given).await?;
+    let check = invariant(&db, &given).await?;
     let audit_time = audit_started.elapsed();
 
     let opened = tally.count(Op::Open, "201");
@@ -457,6 +471,18 @@ async fn admin_reads(admins: Vec<Admin>, pids: Arc<Vec<String>>, rate: f64, dead
     tally
 }
 
+/// Orders straight on the database (no portal, no cache, no broker).
+fn audit_orders(ringkv: &[String]) -> anyhow::Result<Orders> {
+    let config = PortalConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ringkv: ringkv.to_vec(),
+        mqtt: None,
+        cache: CacheConfig { entries: 0, ttl: Duration::from_secs(1) },
+        db_timeout: Duration::from_secs(10),
+    };
+    Ok(Orders::new(connect(&config, "bench").context("connecting to ringkv for the audit")?))
+}
+
 /// What the final audit found.
 struct Check {
     orders: usize,
@@ -468,15 +494,7 @@ struct Check {
 
 /// Audits the store directly (no portal, no cache) and checks every bench
 /// product against the stock given to it.
-async fn invariant(ringkv: &[String], given: &BTreeMap<String, i64>) -> anyhow::Result<Check> {
-    let config = PortalConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ringkv: ringkv.to_vec(),
-        mqtt: None,
-        cache: CacheConfig { entries: 0, ttl: Duration::from_secs(1) },
-        db_timeout: Duration::from_secs(10),
-    };
-    let orders = Orders::new(connect(&config, "bench").context("connecting to ringkv for the audit")?);
+async fn invariant(orders: &Orders, given: &BTreeMap<String, i64>) -> anyhow::Result<Check> {
     let audit = orders.audit().await.context("auditing the orders")?;
     let mut violations = Vec::new();
     let mut decisions = 0;
