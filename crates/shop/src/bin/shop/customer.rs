@@ -25,9 +25,9 @@ Examples:
   shop customer products
   shop customer products --after mug --limit 20
   shop customer product mug --json
-  shop customer order new                        prints the new order's OID
-  shop customer order set 3f2a9c0d1e2b4a56 mug 2   two mugs in that order
-  shop customer order set 3f2a9c0d1e2b4a56 mug 0   the mugs go back
+  shop customer order new                            prints the new order's OID
+  shop customer order set 3f2a9c0d1e2b4a56 mug 2     two mugs in that order
+  shop customer order set 3f2a9c0d1e2b4a56 mug 0     the mugs go back to stock
   shop customer order show 3f2a9c0d1e2b4a56
   shop customer order list
   shop customer order cancel 3f2a9c0d1e2b4a56

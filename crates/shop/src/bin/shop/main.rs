@@ -137,6 +137,19 @@ mod tests {
     }
 
     #[test]
+    fn customer_flags() {
+        use customer::{CustomerCmd, OrderCmd};
+        let argv = ["shop", "customer", "--portal-url", "http://h:1", "--cid", "ada", "order", "set", "o1", "p1", "-1"];
+        let Cmd::Customer(args) = Cli::try_parse_from(argv).unwrap().cmd else { panic!("not customer") };
+        assert_eq!(args.url, "http://h:1");
+        assert_eq!(args.cid, "ada");
+        assert_eq!(args.cmd, CustomerCmd::Order(OrderCmd::Set { oid: "o1".into(), pid: "p1".into(), quantity: -1 }));
+        let argv = ["shop", "--portal", "a:1,b:2", "bench", "customers", "--customer-url", "http://x:1,http://y:2"];
+        assert!(matches!(Cli::try_parse_from(argv).unwrap().cmd, Cmd::Bench(_)));
+        assert!(Cli::try_parse_from(["shop", "bench", "--reads", "1", "customers"]).is_err());
+    }
+
+    #[test]
     fn seconds() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
         for bad in ["0", "-1", "x", "NaN"] {
