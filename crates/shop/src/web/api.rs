@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::catalog::Freshness;
+use crate::catalog::{Freshness, DEFAULT_LIMIT};
 use crate::model::Product;
 use crate::web::error::ApiError;
 use crate::web::extract::{Buyer, Ids, JsonBody, Params};
@@ -29,7 +29,13 @@ pub struct Page {
 
 pub async fn products(State(s): State<AppState>, _: Buyer, Params(page): Params<Page>) -> Answer {
     let found = s.orders.catalog().list::<Product>(&page.after, page.limit).await?;
-    let next = found.last().map(|p| p.doc.pid.clone());
+    // A full page may have more after it; a short one is the last.
+    let full = found.len()
+        == match page.limit {
+            0 => DEFAULT_LIMIT,
+            l => l,
+        } as usize;
+    let next = found.last().filter(|_| full).map(|p| p.doc.pid.clone());
     let products: Vec<ProductView> = found.into_iter().map(ProductView::from).collect();
     Ok(Json(json!({ "products": products, "next": next })).into_response())
 }

@@ -161,3 +161,49 @@ pub fn fresh<T>(msg: T) -> tonic::Request<T> {
     req.metadata_mut().insert("cache-control", "no-cache".parse().unwrap());
     req
 }
+
+/// A customer portal process (HTTP), killed when dropped.
+pub struct CustomerPortal {
+    pub process: Process,
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Shop {
+    /// A customer portal on a free port, against this ring and broker (if
+    /// any); returns once it answers an API request that needs the
+    /// database (an unknown customer's 401).
+    pub async fn start_customer_portal(&self, extra: &[&str]) -> CustomerPortal {
+        let addr = format!("127.0.0.1:{}", free_port().unwrap());
+        let mut argv = vec![
+            env!("CARGO_BIN_EXE_shop").to_owned(),
+            "customer-portal".into(),
+            "--listen".into(),
+            addr.clone(),
+            "--ringkv".into(),
+            self.ring.addrs().join(","),
+        ];
+        if let Some(b) = &self.broker {
+            argv.extend(["--mqtt".into(), b.url()]);
+        }
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir.path().join(format!("customer-portal-{}.log", addr.replace(':', "-")));
+        let mut process = Process::new(format!("customer portal {addr}"), argv, log).env("RUST_LOG", "info,shop=debug");
+        process.start().unwrap();
+        let url = format!("http://{addr}");
+        let probe = format!("{url}/api/v1/products?limit=1");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let ok = wait::until("the customer portal to answer", PORTAL_START, || {
+            let (http, probe) = (http.clone(), probe.clone());
+            async move {
+                let sent = http.get(&probe).bearer_auth("no such customer").send().await;
+                sent.is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+            }
+        })
+        .await;
+        if let Err(e) = ok {
+            panic!("{e}\n{}", process.log());
+        }
+        CustomerPortal { process, url }
+    }
+}

@@ -10,6 +10,10 @@
 //!    single document's contention).
 //!
 //! It writes products `bench-0…` (created if missing) and nothing else.
+//!
+//! `shop bench customers` is another workload, with flags of its own:
+//! simulated customers over HTTP against customer portals (see
+//! `bench_customers.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +24,14 @@ use shop::pb::{Product, ProductId};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-type Admin = AdminPortalClient<Channel>;
+pub(crate) type Admin = AdminPortalClient<Channel>;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another workload instead of the admin portal measurements.
+    #[command(subcommand)]
+    workload: Option<Workload>,
     /// Client counts for the write phase, comma-separated.
     #[arg(long, default_value = "1,64", value_delimiter = ',')]
     clients: Vec<usize>,
@@ -38,7 +46,20 @@ pub struct BenchArgs {
     rounds: usize,
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Workload {
+    /// Simulated customers over HTTP against every --customer-url (browse,
+    /// open an order, set lines, read it, change one, cancel half), admin
+    /// reads over gRPC against --portal, then the stock invariant checked
+    /// against the database (--ringkv); exits 1 if it does not hold.
+    #[command(after_help = crate::bench_customers::EXAMPLES)]
+    Customers(crate::bench_customers::CustomersArgs),
+}
+
 pub async fn run(args: BenchArgs, portals: &[String], json_out: bool) -> anyhow::Result<()> {
+    if let Some(Workload::Customers(c)) = args.workload {
+        return crate::bench_customers::run(c, portals, json_out).await;
+    }
     anyhow::ensure!(args.clients.iter().all(|&c| c > 0), "--clients must be positive");
     anyhow::ensure!(args.reads > 0 && args.rounds > 0, "--reads and --rounds must be positive");
     let a = connect(&portals[0])?;
@@ -97,7 +118,7 @@ pub async fn run(args: BenchArgs, portals: &[String], json_out: bool) -> anyhow:
     Ok(())
 }
 
-fn connect(addr: &str) -> anyhow::Result<Admin> {
+pub(crate) fn connect(addr: &str) -> anyhow::Result<Admin> {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     let channel = tonic::transport::Endpoint::from_shared(uri)?
         .connect_timeout(Duration::from_secs(3))
@@ -124,7 +145,7 @@ async fn prepare(admin: &Admin, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 

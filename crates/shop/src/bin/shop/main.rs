@@ -1,14 +1,20 @@
-//! `shop`: the reference shop's command. Runs an admin portal, and talks to
-//! one as a one-shot command, a shell, or a load generator.
+//! `shop`: the reference shop's command. Runs the whole system (`up`), its
+//! processes one at a time (portals, a ringkv replica), and talks to the
+//! portals as admin and customer CLIs, a shell, or a load generator.
 //!
 //! This file holds the command line's shape and the exit-code policy; the
 //! admin commands are in `admin.rs` (shared with the shell, `shell.rs`),
-//! their printing in `output.rs`, the portal's start-up in `portal.rs`, the
-//! benchmark in `bench.rs`.
+//! their printing in `output.rs`; the customer CLI in `customer.rs` and
+//! `customer_output.rs`; the portals' start-up in `portal.rs`; `up.rs`,
+//! `server.rs` and `broker.rs` run the system; `bench.rs` and
+//! `bench_customers.rs` load it.
 
 mod admin;
 mod bench;
+mod bench_customers;
 mod broker;
+mod customer;
+mod customer_output;
 mod output;
 mod portal;
 mod server;
@@ -20,19 +26,26 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "shop: the reference shop on ringkv (admin portal, admin CLI, benchmark).";
+const ABOUT: &str = "shop: the reference shop on ringkv (portals, admin and customer CLIs, benchmark).";
 
 const LONG_ABOUT: &str = "\
 shop: the reference shop on ringkv.
 
-Customers and products are JSON documents in a ringkv ring. Admin portals
-(`shop admin-portal`, as many instances as you like) serve them over gRPC
-(proto/shop/v1/admin.proto), each with its own cache, kept fresh by
-invalidations over MQTT. `shop admin …` and `shop shell` talk to a portal.
-The schema and the error codes are in docs/shop.md.";
+`shop up` starts the whole system on this machine: a ringkv ring, an MQTT
+broker, two admin and two customer portals, and a demo catalogue.
+
+Customers, products and orders are JSON documents in a ringkv ring. Admin
+portals (`shop admin-portal`) serve the catalogue over gRPC
+(proto/shop/v1/admin.proto); customer portals (`shop customer-portal`) serve
+a JSON API over HTTP and the storefront's web pages. Run as many instances
+of each as you like: each has its own cache, kept fresh by invalidations
+over MQTT, and orders never oversell however many buy at once. `shop admin`
+and `shop shell` talk to an admin portal, `shop customer` to a customer
+portal. The schema, the order saga and the error codes are in docs/shop.md.";
 
 const EXAMPLES: &str = "\
 Examples:
+  shop up                                     the whole system; storefront on http://127.0.0.1:8080/
   shop admin-portal --listen 127.0.0.1:7100 --ringkv 127.0.0.1:7070,127.0.0.1:7071 --mqtt mqtt://127.0.0.1:1883
   shop admin product create p1 --description 'Blue mug' --quantity 10 --price 4.50
   shop admin product update p1 --quantity 12
@@ -40,10 +53,12 @@ Examples:
   shop admin customer create c1 --name 'Ada Lovelace' --email ada@example.org
   shop shell
   shop bench --portal 127.0.0.1:7100,127.0.0.1:7101
+  shop customer --url http://127.0.0.1:8080 --cid c1 order new
+  shop bench customers --customer-url http://127.0.0.1:8080,http://127.0.0.1:8081 --ringkv 127.0.0.1:7070
 
 Exit codes: 0 on success, 1 for bad input, usage or a refused operation (not
-found, already exists, version conflict), 2 when the portal cannot be reached,
-did not answer in time, or cannot reach the database.";
+found, already exists, version conflict, stock short), 2 when the portal cannot
+be reached, did not answer in time, or cannot reach the database.";
 
 #[derive(Debug, Parser)]
 #[command(name = "shop", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -72,10 +87,15 @@ enum Cmd {
     /// Manage customers and products through an admin portal.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Shop as a customer through a customer portal (HTTP): the catalogue
+    /// and your orders.
+    #[command(after_help = customer::EXAMPLES)]
+    Customer(customer::CustomerArgs),
     /// Interactive shell against an admin portal (type help inside).
     Shell,
     /// Load an admin portal: read latency cached and not, invalidation
-    /// latency between two portals, writes/s at several client counts.
+    /// latency between two portals, writes/s at several client counts; or,
+    /// with `bench customers`, simulated customers over HTTP.
     Bench(bench::BenchArgs),
     #[command(about = server::ABOUT, after_help = server::EXAMPLES)]
     Server(server::ServerArgs),
@@ -98,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::AdminPortal(args) => portal::run(args).await?,
         Cmd::CustomerPortal(args) => portal::run_customer(args).await?,
         Cmd::Admin(cmd) => return Ok(admin::run(&cmd, &cli.portal, cli.timeout, cli.json).await),
+        Cmd::Customer(args) => return Ok(customer::run(&args, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
         Cmd::Server(args) => server::run(args).await?,
@@ -134,6 +155,19 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn customer_flags() {
+        use customer::{CustomerCmd, OrderCmd};
+        let argv = ["shop", "customer", "--portal-url", "http://h:1", "--cid", "ada", "order", "set", "o1", "p1", "-1"];
+        let Cmd::Customer(args) = Cli::try_parse_from(argv).unwrap().cmd else { panic!("not customer") };
+        assert_eq!(args.url, "http://h:1");
+        assert_eq!(args.cid, "ada");
+        assert_eq!(args.cmd, CustomerCmd::Order(OrderCmd::Set { oid: "o1".into(), pid: "p1".into(), quantity: -1 }));
+        let argv = ["shop", "--portal", "a:1,b:2", "bench", "customers", "--customer-url", "http://x:1,http://y:2"];
+        assert!(matches!(Cli::try_parse_from(argv).unwrap().cmd, Cmd::Bench(_)));
+        assert!(Cli::try_parse_from(["shop", "bench", "--reads", "1", "customers"]).is_err());
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn show_price(price: f64) -> String {
 
 /// An id (or an email) as is when it is one plain word, quoted otherwise
 /// (spaces, quotes, control characters, or empty).
-fn show_id(id: &str) -> String {
+pub(crate) fn show_id(id: &str) -> String {
     let plain = !id.is_empty() && id.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\'');
     if plain {
         id.to_string()
@@ -113,7 +113,7 @@ fn show_id(id: &str) -> String {
 }
 
 /// Free text in quotes, cut after `SHOW_BYTES` bytes (saying so).
-fn show_text(text: &str) -> String {
+pub(crate) fn show_text(text: &str) -> String {
     if text.len() <= SHOW_BYTES {
         return format!("{text:?}");
     }
@@ -125,7 +125,7 @@ fn show_text(text: &str) -> String {
 }
 
 /// Free text in quotes for a table cell, cut after `CELL_CHARS` characters.
-fn show_cell(text: &str) -> String {
+pub(crate) fn show_cell(text: &str) -> String {
     match text.char_indices().nth(CELL_CHARS) {
         None => format!("{text:?}"),
         Some((end, _)) => format!("{:?}…", &text[..end]),
@@ -134,7 +134,7 @@ fn show_cell(text: &str) -> String {
 
 /// An aligned table with a header row; `right` says which columns are
 /// right-aligned (numbers). The last column is not padded.
-fn table(head: &[&str], right: &[bool], rows: impl Iterator<Item = Vec<String>>, plural: &str) -> String {
+pub(crate) fn table(head: &[&str], right: &[bool], rows: impl Iterator<Item = Vec<String>>, plural: &str) -> String {
     let rows: Vec<Vec<String>> = rows.collect();
     if rows.is_empty() {
         return format!("(no {plural})");
@@ -164,7 +164,7 @@ fn table(head: &[&str], right: &[bool], rows: impl Iterator<Item = Vec<String>>,
 }
 
 /// A table followed by how to get the next page, if there may be one.
-fn with_next(table: String, next: &Option<String>) -> String {
+pub(crate) fn with_next(table: String, next: &Option<String>) -> String {
     match next {
         None => table,
         Some(id) => {
