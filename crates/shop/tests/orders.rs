@@ -12,59 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{customer, fresh, product, Shop, Spec};
+use common::{customer, fresh, product, wait_customer_portal, CustomerPortal, Shop, Spec};
 use rand::Rng;
-use ringkv_testkit::{free_port, wait, Process};
+use ringkv_testkit::wait;
 use serde_json::{json, Value};
 use shop::cache::CacheConfig;
 use shop::instance::{connect, PortalConfig};
 use shop::orders::{Audit, Orders};
 use shop::pb::ProductId;
 
-/// A customer portal process and its base URL.
-struct Storefront {
-    process: Process,
-    url: String,
-}
-
-async fn start_storefront(shop: &Shop, n: usize) -> Storefront {
-    start_storefront_with(shop, n, &[]).await
-}
-
-async fn start_storefront_with(shop: &Shop, n: usize, env: &[(&str, &str)]) -> Storefront {
-    let port = free_port().unwrap();
-    let mut argv = vec![
-        env!("CARGO_BIN_EXE_shop").to_owned(),
-        "customer-portal".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--ringkv".into(),
-        shop.ring.addrs().join(","),
-    ];
-    if let Some(b) = &shop.broker {
-        argv.extend(["--mqtt".into(), b.url()]);
-    }
-    let log = shop.dir.path().join(format!("customer{n}.log"));
-    let mut process = Process::new(format!("customer portal {n}"), argv, log).env("RUST_LOG", "info,shop=debug");
-    for (k, v) in env {
-        process = process.env(*k, *v);
-    }
-    process.start().unwrap();
-    let front = Storefront { process, url: format!("http://127.0.0.1:{port}") };
-    wait_answering(&front).await;
-    front
-}
-
-async fn wait_answering(front: &Storefront) {
-    let url = format!("{}/healthz", front.url);
-    let ok = wait::until("the customer portal to answer", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
-    })
-    .await;
-    if let Err(e) = ok {
-        panic!("{e}\n{}", front.process.log());
-    }
+async fn start_storefront(shop: &Shop) -> CustomerPortal {
+    shop.start_customer_portal(&[]).await
 }
 
 fn http() -> reqwest::Client {
@@ -149,7 +107,7 @@ async fn create_customers(shop: &Shop, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_units_are_sold_exactly_once() {
     let Some(shop) = common::start(Spec::new(1, 1)).await else { return };
-    let fronts = [start_storefront(&shop, 0).await, start_storefront(&shop, 1).await];
+    let fronts = [start_storefront(&shop).await, start_storefront(&shop).await];
     shop.portal(0).create_product(product("last", "The last five", 5, 9.99)).await.unwrap();
     let cids = create_customers(&shop, 32).await;
 
@@ -192,7 +150,7 @@ const CHURN_STOCK: [(&str, i64); 3] = [("apple", 40), ("bread", 25), ("cheese", 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_with_portals_killed_and_the_broker_restarted_keeps_stock_exact() {
     let Some(mut shop) = common::start(Spec::new(1, 1)).await else { return };
-    let mut fronts = [start_storefront(&shop, 0).await, start_storefront(&shop, 1).await];
+    let mut fronts = [start_storefront(&shop).await, start_storefront(&shop).await];
     let mut given = BTreeMap::new();
     for (pid, stock) in CHURN_STOCK {
         shop.portal(0).create_product(product(pid, "churn", stock, 1.25)).await.unwrap();
@@ -216,7 +174,7 @@ async fn churn_with_portals_killed_and_the_broker_restarted_keeps_stock_exact() 
         fronts[victim].process.kill9();
         tokio::time::sleep(Duration::from_millis(500)).await;
         fronts[victim].process.restart().unwrap();
-        wait_answering(&fronts[victim]).await;
+        wait_customer_portal(&fronts[victim]).await;
     }
     tokio::time::sleep_until((started + Duration::from_secs(20)).into()).await;
     shop.broker().kill9();
@@ -296,7 +254,7 @@ async fn churn_buyer(cid: &str, urls: &[String], stop: &AtomicBool, done: &Atomi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_change_reaches_customers_through_every_instance() {
     let Some(shop) = common::start(Spec::new(1, 1)).await else { return };
-    let fronts = [start_storefront(&shop, 0).await, start_storefront(&shop, 1).await];
+    let fronts = [start_storefront(&shop).await, start_storefront(&shop).await];
     let mut admin = shop.portal(0);
     admin.create_product(product("mug", "Blue mug", 10, 4.5)).await.unwrap();
     create_customers(&shop, 1).await;
@@ -338,16 +296,16 @@ async fn an_admin_change_reaches_customers_through_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_cut_short_at_any_step_is_finished_by_another_instance() {
     let Some(shop) = common::start(Spec::new(1, 1)).await else { return };
-    let healthy = start_storefront(&shop, 0).await;
+    let healthy = start_storefront(&shop).await;
     shop.portal(0).create_product(product("mug", "Blue mug", 10, 4.5)).await.unwrap();
     create_customers(&shop, 1).await;
     let http = http();
     let given = BTreeMap::from([("mug".to_owned(), 10)]);
     let mut expected_in_orders = 0;
-    for (n, step) in ["intent", "decision", "commit"].into_iter().enumerate() {
+    for step in ["intent", "decision", "commit"] {
         // A portal that dies after `step` of its first change: a line of 2,
         // then, in a second life, the cancel of that order.
-        let mut doomed = start_storefront_with(&shop, n + 1, &[("SHOP_CRASH_AFTER", step)]).await;
+        let mut doomed = shop.start_customer_portal_with(&[], &[("SHOP_CRASH_AFTER", step)]).await;
         let (_, order) = open_order(&http, &doomed.url, "buyer0").await.unwrap();
         let oid = order["oid"].as_str().unwrap().to_owned();
         let cut = set_line(&http, &doomed.url, "buyer0", &oid, "mug", 2).await;
@@ -366,7 +324,7 @@ async fn a_change_cut_short_at_any_step_is_finished_by_another_instance() {
 
         // The cancel, cut short at the same step, is finished too.
         doomed.process.restart().unwrap();
-        wait_answering(&doomed).await;
+        wait_customer_portal(&doomed).await;
         let cut =
             call(&http, reqwest::Method::DELETE, &format!("{}/api/v1/orders/{oid}", doomed.url), "buyer0", None).await;
         assert!(cut.is_err(), "the cancel answered {cut:?} instead of dying after {step}");
@@ -387,7 +345,7 @@ async fn a_change_cut_short_at_any_step_is_finished_by_another_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_edit_stock_in_hand_and_cannot_delete_what_orders_hold() {
     let Some(shop) = common::start(Spec::new(1, 1)).await else { return };
-    let front = start_storefront(&shop, 0).await;
+    let front = start_storefront(&shop).await;
     let mut admin = shop.portal(0);
     admin.create_product(product("mug", "Blue mug", 10, 4.5)).await.unwrap();
     create_customers(&shop, 1).await;

@@ -174,6 +174,11 @@ impl Shop {
     /// any); returns once it answers an API request that needs the
     /// database (an unknown customer's 401).
     pub async fn start_customer_portal(&self, extra: &[&str]) -> CustomerPortal {
+        self.start_customer_portal_with(extra, &[]).await
+    }
+
+    /// The same, with extra environment variables.
+    pub async fn start_customer_portal_with(&self, extra: &[&str], env: &[(&str, &str)]) -> CustomerPortal {
         let addr = format!("127.0.0.1:{}", free_port().unwrap());
         let mut argv = vec![
             env!("CARGO_BIN_EXE_shop").to_owned(),
@@ -189,21 +194,30 @@ impl Shop {
         argv.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.path().join(format!("customer-portal-{}.log", addr.replace(':', "-")));
         let mut process = Process::new(format!("customer portal {addr}"), argv, log).env("RUST_LOG", "info,shop=debug");
-        process.start().unwrap();
-        let url = format!("http://{addr}");
-        let probe = format!("{url}/api/v1/products?limit=1");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        let ok = wait::until("the customer portal to answer", PORTAL_START, || {
-            let (http, probe) = (http.clone(), probe.clone());
-            async move {
-                let sent = http.get(&probe).bearer_auth("no such customer").send().await;
-                sent.is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
-            }
-        })
-        .await;
-        if let Err(e) = ok {
-            panic!("{e}\n{}", process.log());
+        for (k, v) in env {
+            process = process.env(*k, *v);
         }
-        CustomerPortal { process, url }
+        process.start().unwrap();
+        let portal = CustomerPortal { process, url: format!("http://{addr}") };
+        wait_customer_portal(&portal).await;
+        portal
+    }
+}
+
+/// Until the customer portal answers an API request that needs the
+/// database (an unknown customer's 401).
+pub async fn wait_customer_portal(portal: &CustomerPortal) {
+    let probe = format!("{}/api/v1/products?limit=1", portal.url);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let ok = wait::until("the customer portal to answer", PORTAL_START, || {
+        let (http, probe) = (http.clone(), probe.clone());
+        async move {
+            let sent = http.get(&probe).bearer_auth("no such customer").send().await;
+            sent.is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+        }
+    })
+    .await;
+    if let Err(e) = ok {
+        panic!("{e}\n{}", portal.process.log());
     }
 }
