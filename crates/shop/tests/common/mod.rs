@@ -83,21 +83,28 @@ pub async fn start(spec: Spec) -> Option<Shop> {
 }
 
 impl Shop {
-    /// One more portal on a free port, against this ring and `mqtt`.
-    pub async fn start_portal(&self, mqtt: Option<&str>, extra: &[String]) -> Portal {
-        let n = self.portals.len();
-        let addr = format!("127.0.0.1:{}", free_port().unwrap());
+    /// The command line of a portal of `kind` on `addr`, against this ring
+    /// and `mqtt`.
+    fn portal_argv(&self, kind: &str, addr: &str, mqtt: Option<&str>) -> Vec<String> {
         let mut argv = vec![
             env!("CARGO_BIN_EXE_shop").to_owned(),
-            "admin-portal".into(),
+            kind.into(),
             "--listen".into(),
-            addr.clone(),
+            addr.into(),
             "--ringkv".into(),
             self.ring.addrs().join(","),
         ];
         if let Some(url) = mqtt {
             argv.extend(["--mqtt".into(), url.to_owned()]);
         }
+        argv
+    }
+
+    /// One more portal on a free port, against this ring and `mqtt`.
+    pub async fn start_portal(&self, mqtt: Option<&str>, extra: &[String]) -> Portal {
+        let n = self.portals.len();
+        let addr = format!("127.0.0.1:{}", free_port().unwrap());
+        let mut argv = self.portal_argv("admin-portal", &addr, mqtt);
         argv.extend(extra.iter().cloned());
         let log = self.dir.path().join(format!("portal{n}.log"));
         let mut process = Process::new(format!("admin portal {n}"), argv, log).env("RUST_LOG", "info,shop=debug");
@@ -180,17 +187,8 @@ impl Shop {
     /// The same, with extra environment variables.
     pub async fn start_customer_portal_with(&self, extra: &[&str], env: &[(&str, &str)]) -> CustomerPortal {
         let addr = format!("127.0.0.1:{}", free_port().unwrap());
-        let mut argv = vec![
-            env!("CARGO_BIN_EXE_shop").to_owned(),
-            "customer-portal".into(),
-            "--listen".into(),
-            addr.clone(),
-            "--ringkv".into(),
-            self.ring.addrs().join(","),
-        ];
-        if let Some(b) = &self.broker {
-            argv.extend(["--mqtt".into(), b.url()]);
-        }
+        let mqtt = self.broker.as_ref().map(Mosquitto::url);
+        let mut argv = self.portal_argv("customer-portal", &addr, mqtt.as_deref());
         argv.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.path().join(format!("customer-portal-{}.log", addr.replace(':', "-")));
         let mut process = Process::new(format!("customer portal {addr}"), argv, log).env("RUST_LOG", "info,shop=debug");
