@@ -153,6 +153,22 @@ impl ServerArgs {
 /// p's replicas at `addrs[p]` (client, Raft), ring ids even, checked by
 /// building the ring. `by` names the generator in the file's heading
 /// comment.
+/// The shape of a local ring on loopback, as `ringkv up` and `shop up`
+/// start it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalRingArgs {
+    /// First client port; replica r of position p listens on
+    /// BASE + p·REPLICAS + r, its Raft on 1000 above.
+    #[arg(long, default_value_t = 7070)]
+    pub base_port: u16,
+    /// Ring positions (groups).
+    #[arg(long, default_value_t = 2)]
+    pub positions: u16,
+    /// Replicas per position (separate processes).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u16,
+}
+
 pub fn ring_file_text(
     addrs: &[Vec<(String, String)>],
     m: u32,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ringkv_client::{Client, ClientOptions};
 use ringkv_ring::Placement;
+use ringkv_server::cli::LocalRingArgs;
 use ringkv_testkit::cluster::RAFT_PORT_OFFSET;
 use ringkv_testkit::{Cluster, ClusterSpec};
 use serde::Serialize;
@@ -37,16 +38,8 @@ pub struct UpArgs {
     /// Where the replicas keep their data (one subdirectory each).
     #[arg(long, default_value = "ringkv-data")]
     pub data_dir: PathBuf,
-    /// First client port; replica r of position p listens on
-    /// BASE + p·REPLICAS + r, its Raft on 1000 above.
-    #[arg(long, default_value_t = 7070)]
-    pub base_port: u16,
-    /// Ring positions (groups).
-    #[arg(long, default_value_t = 2)]
-    pub positions: u16,
-    /// Replicas per position (separate processes).
-    #[arg(long, default_value_t = 3)]
-    pub replicas: u16,
+    #[command(flatten)]
+    pub ring: LocalRingArgs,
     /// Ring id width in bits.
     #[arg(long, default_value_t = ringkv_ring::DEFAULT_M)]
     pub ring_m: u32,
@@ -82,10 +75,10 @@ struct ProcessInfo<'a> {
 /// every replica has died, then stops what is left.
 /// `ring`: the shell's client is ring-aware (else it lets the servers route).
 pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
-    if args.replicas == 0 || args.positions == 0 {
+    if args.ring.replicas == 0 || args.ring.positions == 0 {
         bail!("--positions and --replicas must be at least 1");
     }
-    let processes = u32::from(args.positions) * u32::from(args.replicas);
+    let processes = u32::from(args.ring.positions) * u32::from(args.ring.replicas);
     if processes > u32::from(RAFT_PORT_OFFSET) {
         bail!("{processes} processes need more than the {RAFT_PORT_OFFSET} client ports below the Raft ports");
     }
@@ -94,9 +87,9 @@ pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the ringkv executable")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
-    let spec = ClusterSpec::new(exe, usize::from(args.positions), usize::from(args.replicas))
+    let spec = ClusterSpec::new(exe, usize::from(args.ring.positions), usize::from(args.ring.replicas))
         .dir(&data_dir)
-        .base_port(args.base_port)
+        .base_port(args.ring.base_port)
         .args(&args.server_args)
         .own_process_groups()
         .start_timeout(START_TIMEOUT);
@@ -129,7 +122,7 @@ async fn serve(
             position: r.position,
             replica: r.index,
             address: &r.addr,
-            raft_address: (args.replicas > 1).then_some(r.raft_addr.as_str()),
+            raft_address: (args.ring.replicas > 1).then_some(r.raft_addr.as_str()),
             data_dir: &r.data_dir,
             pid: r.process.pid(),
             argv: r.process.argv(),
@@ -150,7 +143,7 @@ async fn serve(
         // --no-ring, everything to the first server, which routes it.
         let (client, shown) = if ring {
             let opts = ClientOptions { ring: true, ..ClientOptions::default() };
-            (Client::new(&all.join(","), opts)?, format!("the ring ({} positions, ring-aware)", args.positions))
+            (Client::new(&all.join(","), opts)?, format!("the ring ({} positions, ring-aware)", args.ring.positions))
         } else {
             (Client::new(&all[0], ClientOptions::default())?, all[0].clone())
         };

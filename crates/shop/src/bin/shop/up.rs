@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::StatusCode;
+use ringkv_server::cli::LocalRingArgs;
 use ringkv_testkit::cluster::RAFT_PORT_OFFSET;
 use ringkv_testkit::{Cluster, ClusterSpec, Process};
 use serde::Serialize;
@@ -73,16 +74,9 @@ pub struct UpArgs {
     /// Where everything keeps its data and logs.
     #[arg(long, default_value = "shop-data")]
     pub data_dir: PathBuf,
-    /// First ringkv client port; replica r of position p listens on
-    /// BASE + p·REPLICAS + r, its Raft on 1000 above.
-    #[arg(long, default_value_t = 7070)]
-    pub base_port: u16,
-    /// Ring positions (ringkv groups).
-    #[arg(long, default_value_t = 2)]
-    pub positions: u16,
-    /// Replicas per position (separate processes).
-    #[arg(long, default_value_t = 3)]
-    pub replicas: u16,
+    /// The ringkv ring.
+    #[command(flatten)]
+    pub ring: LocalRingArgs,
     /// Use this MQTT broker (mqtt://HOST:PORT) instead of starting one.
     #[arg(long)]
     pub mqtt: Option<String>,
@@ -186,10 +180,10 @@ impl Signals {
 pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<ExitCode> {
     // SIGTERM and SIGHUP from the start (SIGINT is watched later: see shell).
     let mut signals = Signals::watch()?;
-    if args.replicas == 0 || args.positions == 0 {
+    if args.ring.replicas == 0 || args.ring.positions == 0 {
         bail!("--positions and --replicas must be at least 1");
     }
-    let processes = u32::from(args.positions) * u32::from(args.replicas);
+    let processes = u32::from(args.ring.positions) * u32::from(args.ring.replicas);
     if processes > u32::from(RAFT_PORT_OFFSET) {
         bail!("{processes} processes need more than the {RAFT_PORT_OFFSET} client ports below the Raft ports");
     }
@@ -213,9 +207,9 @@ pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<
     }
     init_logging(&data_dir)?;
 
-    let spec = ClusterSpec::new(&exe, usize::from(args.positions), usize::from(args.replicas))
+    let spec = ClusterSpec::new(&exe, usize::from(args.ring.positions), usize::from(args.ring.replicas))
         .dir(&data_dir)
-        .base_port(args.base_port)
+        .base_port(args.ring.base_port)
         .own_process_groups()
         .start_timeout(START_TIMEOUT);
     let ring_file = write_ring(&data_dir, &spec)?;
@@ -304,8 +298,8 @@ async fn start_rest(
     println!(
         "  ringkv            {}  ({} position(s) × {} replica(s); ring in ring.toml)",
         ringkv.join(" "),
-        args.positions,
-        args.replicas
+        args.ring.positions,
+        args.ring.replicas
     );
     println!("  mqtt broker       {mqtt}  ({})", if embedded { "embedded" } else { "given with --mqtt" });
     println!("  admin portals     {}  (gRPC)", admin.join(" "));
@@ -516,12 +510,12 @@ fn broker_address(url: &str) -> anyhow::Result<String> {
 /// another or is already in use.
 fn check_ports(args: &UpArgs) -> anyhow::Result<()> {
     let mut wanted: Vec<(u32, String, &str)> = Vec::new();
-    let n = u32::from(args.positions) * u32::from(args.replicas);
+    let n = u32::from(args.ring.positions) * u32::from(args.ring.replicas);
     for i in 0..n {
-        let (p, r) = (i / u32::from(args.replicas), i % u32::from(args.replicas));
-        let base = u32::from(args.base_port) + i;
+        let (p, r) = (i / u32::from(args.ring.replicas), i % u32::from(args.ring.replicas));
+        let base = u32::from(args.ring.base_port) + i;
         wanted.push((base, format!("ringkv position {p} replica {r}"), "--base-port"));
-        if args.replicas > 1 {
+        if args.ring.replicas > 1 {
             wanted.push((
                 base + u32::from(RAFT_PORT_OFFSET),
                 format!("ringkv position {p} replica {r}'s Raft"),
@@ -631,7 +625,7 @@ mod tests {
     fn free() -> UpArgs {
         let block = |n, offsets: &[u16]| ringkv_testkit::free_port_block(n, offsets).unwrap();
         let mut a = args(&[]);
-        (a.base_port, a.admin_port, a.customer_port) = (block(6, &[1000]), block(2, &[]), block(2, &[]));
+        (a.ring.base_port, a.admin_port, a.customer_port) = (block(6, &[1000]), block(2, &[]), block(2, &[]));
         a.mqtt_port = block(1, &[]);
         a
     }
@@ -640,7 +634,7 @@ mod tests {
     fn overlapping_ports_name_the_flags() {
         // Replica 0's Raft port is BASE + 1000: customer portals there collide.
         let mut a = free();
-        a.customer_port = a.base_port + 1000;
+        a.customer_port = a.ring.base_port + 1000;
         let e = check_ports(&a).unwrap_err().to_string();
         assert!(e.contains("--base-port or --customer-port"), "{e}");
         let mut a = free();
