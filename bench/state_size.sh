@@ -18,7 +18,13 @@
 # everything lives under one mktemp dir, removed at the end (KEEP=1 keeps it).
 # etcd runs with its defaults except --quota-backend-bytes (8 GiB: 5M keys
 # do not fit in its default 2 GiB). Preloading 5M keys takes minutes per
-# system; progress goes to stderr. `--sizes 0,100000` is a quick try.
+# system; progress goes to stderr. `--sizes 0,100000` is a quick try
+# (about 4 minutes); --writes N changes the number of inserts.
+# What the figures hold: etcd's data dir counts its preallocated 64 MB WAL
+# segments (about 120 MiB when empty); its restart includes its election
+# timeout (1 s by default, randomised up to 2 s) before it serves a read;
+# both restarts include one client start per poll (curl for etcd, the
+# `ringkv get` CLI for ringkv, a few ms each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,7 +38,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) SIZES=$2; shift ;;
         --writes) WRITES=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 1 ;;
     esac
     shift
