@@ -29,19 +29,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-export DEBIAN_FRONTEND=noninteractive
-if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
-    echo "== installing etcd-server and etcd-client (apt-get)" >&2
-    apt-get update -q
-    apt-get install -y -q etcd-server etcd-client
-fi
-if [ -n "${RINGKV_BIN:-}" ]; then
-    RINGKV=$RINGKV_BIN
-else
-    echo "== building ringkv (release)" >&2
-    cargo build --release -q -p ringkv
-    RINGKV=$ROOT/target/release/ringkv
-fi
+. "$ROOT/bench/lib.sh"
+need_etcd
+need_ringkv
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringkv-compare.XXXXXX")
 ETCD_PIDS=()

@@ -19,6 +19,8 @@ import json
 import os
 import sys
 
+import markdown
+
 SYSTEMS = ("etcd", "ringkv")
 
 
@@ -60,18 +62,13 @@ def main():
 
 def print_table(rows):
     head = ("keys", "metric", "etcd", "ringkv", "ratio")
-    lines = [head]
+    lines = []
     for r in rows:
         ratio = r["ringkv"] / r["etcd"] if r["etcd"] else float("inf")
         fmt = "{:.2f}" if r["metric"].endswith("_byte") else "{:.0f}"
         lines.append((f"{r['keys']:,}", r["metric"], fmt.format(r["etcd"]), fmt.format(r["ringkv"]),
                       f"{ratio:.2f}"))
-    widths = [max(len(l[c]) for l in lines) for c in range(len(head))]
-    for j, l in enumerate(lines):
-        print("| " + " | ".join(v.ljust(widths[c]) for c, v in enumerate(l)) + " |")
-        if j == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("ratio = ringkv / etcd (lower is better, except insert_ops_per_s)")
+    markdown.print_table(head, lines, "ratio = ringkv / etcd (lower is better, except insert_ops_per_s)")
 
 
 if __name__ == "__main__":

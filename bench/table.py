@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+import markdown
+
 
 def main():
     results, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -50,17 +52,12 @@ def main():
 
 def print_table(rows):
     head = ("workload", "metric", "etcd", "ringkv", "ratio")
-    lines = [head]
+    lines = []
     for r in rows:
         ratio = r["ringkv"] / r["etcd"] if r["etcd"] else float("inf")
         fmt = "{:.0f}" if r["metric"] in ("ops_per_s", "server_cpu_us_per_op") else "{:.2f}"
         lines.append((r["workload"], r["metric"], fmt.format(r["etcd"]), fmt.format(r["ringkv"]), f"{ratio:.2f}"))
-    widths = [max(len(l[c]) for l in lines) for c in range(len(head))]
-    for j, l in enumerate(lines):
-        print("| " + " | ".join(v.ljust(widths[c]) for c, v in enumerate(l)) + " |")
-        if j == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("ratio = ringkv / etcd (ops_per_s: higher is better; latency and memory: lower is better)")
+    markdown.print_table(head, lines, "ratio = ringkv / etcd (ops_per_s: higher is better; latency and memory: lower is better)")
 
 
 if __name__ == "__main__":
