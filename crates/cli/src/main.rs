@@ -49,7 +49,7 @@ usage, 2 when the server cannot be reached or did not answer in time.";
 const SERVER_EXAMPLES: &str = "\
 Examples:
   ringkv server --data-dir /var/lib/ringkv --listen 0.0.0.0:7070
-  ringkv server --config ringkv.toml --snapshot-every 1000
+  ringkv server --config ringkv.toml --snapshot-log-bytes 1048576
 Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; RUST_LOG=debug for more.";
 
 const UP_EXAMPLES: &str = "\

@@ -136,12 +136,17 @@ async fn crash_rounds(extra: &[&str], rounds: u64, want_snapshots: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_writes_loses_nothing_acknowledged() {
-    crash_rounds(&["--snapshot-every", "1000000", "--snapshot-interval", "0"], 3, false).await;
+    crash_rounds(
+        &["--snapshot-log-bytes", "1099511627776", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"],
+        3,
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_across_snapshot_boundaries() {
     // A snapshot every 64 entries: every round crosses several, and the
     // kill lands between, during or right after them.
-    crash_rounds(&["--snapshot-every", "64"], 4, true).await;
+    crash_rounds(&["--snapshot-log-bytes", "2560", "--snapshot-log-ratio", "0"], 4, true).await;
 }

@@ -38,7 +38,7 @@ async fn outcome_table_through_any_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_under_load_lose_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = start(spec(1, 3, &["--snapshot-every", "500"])).await;
+    let mut cluster = start(spec(1, 3, &["--snapshot-log-bytes", "20000", "--snapshot-log-ratio", "0"])).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let writers = spawn_writers(|| cluster.client(opts(false)).unwrap(), 6, &ledger, &acks, &stop);
     let deadline = Instant::now() + Duration::from_secs(restart_secs());
@@ -110,7 +110,9 @@ async fn leader_kill_fails_over_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_purged_log_returns_by_snapshot() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = start(spec(1, 3, &["--snapshot-every", "50", "--snapshot-interval", "0"])).await;
+    let mut cluster =
+        start(spec(1, 3, &["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]))
+            .await;
     let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
     let down = (leader + 1) % 3;
     cluster.kill9(0, down);

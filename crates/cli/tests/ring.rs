@@ -338,7 +338,7 @@ async fn inconsistent_rings_hit_the_hop_limit_with_a_clear_error() {
 async fn restarts_in_every_group_lose_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let positions = std::env::var("RINGKV_RING_RESTART_POSITIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
-    let mut ring = TestRing::start(positions, 3, &["--snapshot-every", "300"]).await;
+    let mut ring = TestRing::start(positions, 3, &["--snapshot-log-bytes", "12000", "--snapshot-log-ratio", "0"]).await;
     let (ledger, acks, stop) = (Ledger::default(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let flip = AtomicBool::new(false);
     let writers = spawn_writers(|| ring.client(flip.fetch_xor(true, Ordering::Relaxed)), 6, &ledger, &acks, &stop);

@@ -52,7 +52,7 @@ async fn life_cycle(client: &Client, keys: impl Iterator<Item = u64> + Clone) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_keys_life_cycle() {
-    let server = Server::start(&["--snapshot-every", "500"]).await;
+    let server = Server::start(&["--snapshot-log-bytes", "20000", "--snapshot-log-ratio", "0"]).await;
     life_cycle(&server.client(), 0..KEYS).await;
 }
 

@@ -42,9 +42,14 @@ pub struct ServerArgs {
     /// membership, e.g. through a proxy or NAT (repeat per peer).
     #[arg(long = "raft-dial", value_parser = parse_dial)]
     pub raft_dial: Vec<RaftDial>,
-    /// Snapshot after this many log entries.
+    /// Snapshot once this many bytes of commands were applied since the
+    /// last snapshot (and --snapshot-log-ratio times its size).
     #[arg(long)]
-    pub snapshot_every: Option<u64>,
+    pub snapshot_log_bytes: Option<u64>,
+    /// Snapshot only once the bytes applied since the last snapshot reach
+    /// this multiple of its size too (0: the byte floor alone).
+    #[arg(long)]
+    pub snapshot_log_ratio: Option<f64>,
     /// Also snapshot this often, in seconds (0: off).
     #[arg(long)]
     pub snapshot_interval: Option<u64>,
@@ -110,7 +115,8 @@ impl ServerArgs {
                 if let Some(v) = self.$flag.clone() { c.$field = v.into(); }
             )*};
         }
-        over!(data_dir => data_dir, listen => listen, node_id => node_id, snapshot_every => snapshot_every,
+        over!(data_dir => data_dir, listen => listen, node_id => node_id, snapshot_log_bytes => snapshot_log_bytes,
+              snapshot_log_ratio => snapshot_log_ratio,
               snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;

@@ -38,8 +38,13 @@ pub struct Config {
     /// Largest `data` accepted in a value, in bytes (4 MiB, as gRPC's
     /// default message size). Larger is refused with INVALID_ARGUMENT.
     pub max_value_bytes: usize,
-    /// Take a snapshot after this many log entries since the last one.
-    pub snapshot_every: u64,
+    /// Take a snapshot once this many bytes of commands were applied since
+    /// the last one and also `snapshot_log_ratio` times the last snapshot's
+    /// size: so a snapshot, which rewrites the whole state, costs at most
+    /// a fixed share of the bytes written, whatever the state's size.
+    pub snapshot_log_bytes: u64,
+    /// See `snapshot_log_bytes` (0: the byte floor alone decides).
+    pub snapshot_log_ratio: f64,
     /// Also take a snapshot this often (seconds) when anything was applied
     /// since the last one; 0 turns the timer off.
     pub snapshot_interval_secs: u64,
@@ -79,7 +84,8 @@ impl Default for Config {
             position: 0,
             ring: None,
             max_value_bytes: 4 * 1024 * 1024,
-            snapshot_every: 10_000,
+            snapshot_log_bytes: 64 * 1024 * 1024,
+            snapshot_log_ratio: 1.0,
             snapshot_interval_secs: 300,
             snapshots_kept: 3,
             log_segment_bytes: 64 * 1024 * 1024,
@@ -199,8 +205,11 @@ impl Config {
         if self.max_value_bytes == 0 {
             return invalid("max_value_bytes must be at least 1");
         }
-        if self.snapshot_every == 0 {
-            return invalid("snapshot_every must be at least 1");
+        if self.snapshot_log_bytes == 0 {
+            return invalid("snapshot_log_bytes must be at least 1");
+        }
+        if !(self.snapshot_log_ratio >= 0.0 && self.snapshot_log_ratio.is_finite()) {
+            return invalid("snapshot_log_ratio must be a finite number, 0 or more");
         }
         if self.snapshots_kept == 0 {
             return invalid("snapshots_kept must be at least 1");

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::raft::log_store::{LogOptions, LogStore};
 use crate::raft::network::Network;
-use crate::raft::state_machine::StateMachine;
+use crate::raft::state_machine::{SnapshotProgress, StateMachine};
 use crate::raft::types::{self, NodeId, Raft};
 use crate::read_batch::ReadBatcher;
 use crate::sm::command::Reply;
@@ -80,6 +80,7 @@ impl Node {
             tokio::task::spawn_blocking(move || recover(&config, purge_tx)).await??
         };
         let store = sm.store();
+        let progress = sm.progress();
         let floor = RestartFloor::new(log.state().0);
         let id = config.node_id;
         let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
@@ -104,9 +105,7 @@ impl Node {
         }
         spawn_log_purger(raft.clone(), purge_rx);
         spawn_leadership_logger(raft.clone());
-        if let Some(every) = config.snapshot_interval() {
-            spawn_snapshot_timer(raft.clone(), every);
-        }
+        spawn_snapshot_trigger(raft.clone(), progress, &config);
         let reads = {
             let raft = raft.clone();
             ReadBatcher::new(move || {
@@ -256,19 +255,20 @@ impl RestartFloor {
     }
 }
 
-/// Rebuilds the state machine from snapshots and opens the log: blocking.
+/// Opens the log and the state machine (rebuilt from a snapshot when its
+/// store cannot go on from where the log starts): blocking.
 fn recover(config: &Config, purge_tx: mpsc::UnboundedSender<u64>) -> anyhow::Result<(StateMachine, LogStore)> {
     let dir = &config.data_dir;
-    let sm = StateMachine::recover(dir, config.lmdb_map_bytes, config.snapshots_kept, purge_tx)?;
     let opts = LogOptions { segment_bytes: config.log_segment_bytes, cache_bytes: config.log_cache_bytes };
     let log = LogStore::open(dir, opts)?;
     let purged = log.state().1.map_or(0, |id| id.index);
-    if purged > sm.snapshot_index() {
+    let sm = StateMachine::recover(dir, config.lmdb_map_bytes, config.snapshots_kept, purge_tx, purged)?;
+    let applied = sm.applied_index()?;
+    if purged > applied {
         bail!(
-            "{}: the log was purged up to index {purged} but no valid snapshot covers it \
-             (newest valid snapshot: {}); the data cannot be recovered from this directory",
+            "{}: the log was purged up to index {purged} but neither the store nor a valid snapshot \
+             reaches it (they reach {applied}); the data cannot be recovered from this directory",
             dir.display(),
-            sm.snapshot_index()
         );
     }
     Ok((sm, log))
@@ -309,7 +309,9 @@ fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_timeout_min_ms,
         election_timeout_max: config.election_timeout_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        // Snapshots are ours too: `spawn_snapshot_trigger` weighs bytes,
+        // not entries.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         // Purging is ours: the log is kept back to the oldest kept snapshot
         // (see StateMachine::adopt), which openraft's count cannot express.
         max_in_snapshot_log_to_keep: u64::MAX,
@@ -362,17 +364,30 @@ fn spawn_leadership_logger(raft: Raft) {
     });
 }
 
-/// Takes a snapshot every `every` when something was applied since the last.
-fn spawn_snapshot_timer(raft: Raft, every: Duration) {
+/// Takes a snapshot when the bytes applied since the last one reach both
+/// `snapshot_log_bytes` and `snapshot_log_ratio` times its size (so that
+/// rewriting the whole state costs a bounded share of what is written, at
+/// any size), or when `snapshot_interval_secs` passed with anything
+/// applied since.
+fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, config: &Config) {
+    let floor = config.snapshot_log_bytes;
+    let ratio = config.snapshot_log_ratio;
+    let interval = config.snapshot_interval();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last = Instant::now();
         loop {
             tick.tick().await;
+            let applied = progress.applied_bytes();
+            let due_bytes = applied >= floor.max((ratio * progress.snapshot_bytes() as f64) as u64);
             let m = raft.metrics().borrow().clone();
-            let applied = m.last_applied.map(|id| id.index);
-            let behind = applied.is_some() && applied != m.snapshot.map(|id| id.index);
-            if behind && raft.trigger().snapshot().await.is_err() {
+            let behind = m.last_applied.is_some() && m.last_applied.map(|id| id.index) != m.snapshot.map(|id| id.index);
+            let due_time = interval.is_some_and(|every| last.elapsed() >= every) && behind;
+            if !(due_bytes || due_time) {
+                continue;
+            }
+            last = Instant::now();
+            if raft.trigger().snapshot().await.is_err() {
                 break;
             }
         }

@@ -4,8 +4,11 @@
 //! snapshot's checksum; every snapshot equals its predecessor with the log
 //! between them replayed through the state machine's own `apply` (so each
 //! snapshot is the state at its log index); and the state the directory
-//! recovers to (newest snapshot plus the log after it), with its digest
-//! (`sm/digest.rs`: the same digest `ringkv status --digest` shows).
+//! recovers to (the store, or the newest snapshot when the store cannot go
+//! on from where the log starts, plus the log after it), with its digest
+//! (`sm/digest.rs`: the same digest `ringkv status --digest` shows). The
+//! store itself is proven too: it must equal the newest snapshot at or
+//! before its index with the log up to that index replayed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use crate::sm::command::MemStore;
 use crate::sm::digest::{self, Digester};
 use crate::sm::session;
 use crate::sm::snapshot::{self, SnapshotError};
-use crate::sm::store::{decode_value, encode_value};
+use crate::sm::store::{decode_value, encode_value, KvStore, StoreError};
 
 /// What `verify_dir` found.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +30,11 @@ pub struct Report {
     pub snapshots: Vec<u64>,
     /// Consecutive snapshot pairs proven equal to replay.
     pub pairs_checked: usize,
+    /// The store's applied index (absent: no store, or one of the old
+    /// unsynced format), and whether it was proven equal to a snapshot
+    /// with the log replayed (false when no snapshot and log reach it).
+    pub store_index: Option<u64>,
+    pub store_proven: bool,
     /// Log entries on disk.
     pub log_entries: usize,
     /// First and last log index on disk (0 when none).
@@ -50,6 +58,8 @@ pub enum VerifyError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
     #[error("{0}")]
     Mismatch(String),
     #[error("{path}: {source}")]
@@ -90,16 +100,39 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
         }
         pairs_checked += 1;
     }
+    let log_first = entries.first().map_or(0, |e| e.log_id.index);
     let log_last = entries.last().map_or(0, |e| e.log_id.index);
-    let (base_index, base) = snapshots.last().cloned().unwrap_or((0, State::new()));
+    // Recovery's choice (raft/state_machine.rs): the store when the log
+    // goes on from it, else the newest snapshot.
+    let store = read_store(&dir.join("sm"))?;
+    let mut store_proven = false;
+    if let Some((at, state)) = &store {
+        if let Some((from, base)) = snapshots.iter().rev().find(|(i, _)| i <= at) {
+            if log_covers(&entries, *from, *at) {
+                let want = replay(base.clone(), &entries, *from, *at)?;
+                if &want != state {
+                    return Err(VerifyError::Mismatch(format!(
+                        "the store at index {at} differs from snapshot {from} with log ({from}, {at}] replayed: {}",
+                        first_difference(state, &want)
+                    )));
+                }
+                store_proven = true;
+            }
+        }
+    }
+    let store_index = store.as_ref().map(|(i, _)| *i);
+    let from_store = store.filter(|(at, _)| entries.is_empty() || *at + 1 >= log_first);
+    let (base_index, base) = from_store.or_else(|| snapshots.last().cloned()).unwrap_or((0, State::new()));
     let recovered_index = base_index.max(log_last);
     let recovered = replay(base, &entries, base_index, recovered_index)?;
     let digest = digest_of(&recovered);
     Ok(Report {
         snapshots: snapshots.iter().map(|(i, _)| *i).collect(),
         pairs_checked,
+        store_index,
+        store_proven,
         log_entries: entries.len(),
-        log_first: entries.first().map_or(0, |e| e.log_id.index),
+        log_first,
         log_last,
         recovered_index,
         keys: digest.keys,
@@ -107,6 +140,31 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
         digest: digest::show(digest.state),
         data_digest: digest::show(digest.data),
     })
+}
+
+/// The store's applied index and state, if there is a store.
+fn read_store(dir: &Path) -> Result<Option<(u64, State)>, VerifyError> {
+    // The server's map size: address space only, nothing is allocated.
+    let Some(store) = KvStore::open_existing(dir, crate::config::Config::default().lmdb_map_bytes)? else {
+        return Ok(None);
+    };
+    let txn = store.read_owned()?;
+    let index = store.applied_state(&txn)?.0.map_or(0, |id| id.index);
+    let mut state = State::new();
+    for kv in store.iter(&txn)? {
+        let (k, v) = kv?;
+        state.insert((DATA, k.to_vec()), v.to_vec());
+    }
+    for kv in store.iter_sessions(&txn)? {
+        let (k, v) = kv?;
+        state.insert((SESSION, k.to_vec()), v.to_vec());
+    }
+    Ok(Some((index, state)))
+}
+
+/// Whether the log holds every entry in `(from, to]`.
+fn log_covers(entries: &[crate::raft::types::Entry], from: u64, to: u64) -> bool {
+    to == from || entries.iter().any(|e| e.log_id.index == from + 1) && entries.iter().any(|e| e.log_id.index == to)
 }
 
 /// The digest of a state: its records are in the order the digest takes

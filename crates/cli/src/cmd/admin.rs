@@ -53,6 +53,13 @@ pub fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<()> {
         println!("{}: OK", args.data_dir.display());
         println!("  snapshots         {:?}", report.snapshots);
         println!("  pairs proven      {} (each snapshot = previous + log replayed)", report.pairs_checked);
+        match report.store_index {
+            Some(i) if report.store_proven => {
+                println!("  store             index {i}, proven (= a snapshot + log replayed)")
+            }
+            Some(i) => println!("  store             index {i}, not proven (no snapshot and log reach it)"),
+            None => println!("  store             none (recovery loads the newest snapshot)"),
+        }
         println!(
             "  log               {} entries, index {}..={}",
             report.log_entries, report.log_first, report.log_last

@@ -100,7 +100,7 @@ pub struct FaultsArgs {
     /// Keep the servers' data directories after a passing run.
     #[arg(long)]
     pub keep_data: bool,
-    /// Extra flag for every server (repeat), e.g. --server-arg=--snapshot-every=500.
+    /// Extra flag for every server (repeat), e.g. --server-arg=--snapshot-log-bytes=1048576.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
     /// Do not run: check a recorded history.jsonl and print the verdicts.
@@ -129,9 +129,11 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ringkv-faults-{name}-{seed}-{}", std::process::id())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    // Snapshots every few hundred entries, so that a restarted replica
-    // also catches up by snapshot install, not only by log.
-    let mut server_args = vec!["--snapshot-every".to_owned(), "500".to_owned()];
+    // A snapshot every 20 KB of writes (a few hundred), so that a
+    // restarted replica also catches up by snapshot install, not only by
+    // log.
+    let mut server_args: Vec<String> =
+        ["--snapshot-log-bytes", "20000", "--snapshot-log-ratio", "0"].map(str::to_owned).into();
     server_args.extend(args.server_args.iter().cloned());
     let spec = RunSpec {
         scenario,

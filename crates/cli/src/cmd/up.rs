@@ -51,7 +51,7 @@ pub struct UpArgs {
     /// when stdin is not a terminal.)
     #[arg(long)]
     pub no_shell: bool,
-    /// Extra flags passed to every server (e.g. --snapshot-every 1000).
+    /// Extra flags passed to every server (e.g. --snapshot-log-bytes 1048576).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
 }

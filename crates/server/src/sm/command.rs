@@ -71,6 +71,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// About the bytes it takes in the log: its key and data plus the
+    /// fixed fields. What the snapshot trigger weighs writes by.
+    pub fn weight(&self) -> u64 {
+        let (key, data) = match self {
+            Command::Set { key, data, .. } | Command::TestAndSet { key, data, .. } => (key, data.len()),
+            Command::Del { key } | Command::DelVersion { key, .. } => (key, 0),
+        };
+        (key.len() + data + 24) as u64
+    }
+}
+
 /// The key-value store a command is applied to.
 pub trait Store {
     type Error;

@@ -146,6 +146,30 @@ pub fn verify(path: &Path) -> Result<SnapshotMeta, SnapshotError> {
     read(path, |_, _, _| Ok(()))
 }
 
+/// Reads only a snapshot's header: its metadata, unchecked (the checksum
+/// covers the whole file). For a start that needs the newest snapshot's
+/// index but not its content; `verify` before trusting the rest.
+pub fn read_meta(path: &Path) -> Result<SnapshotMeta, SnapshotError> {
+    let corrupt = |why: String| SnapshotError::Corrupt { path: path.to_owned(), why };
+    let io_err = |source| SnapshotError::Io { path: path.to_owned(), source };
+    let mut input = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut head = [0u8; 12];
+    input.read_exact(&mut head).map_err(|_| corrupt("file ends early".into()))?;
+    if &head[..8] != MAGIC {
+        return Err(corrupt("not a ringkv snapshot (bad magic)".into()));
+    }
+    let meta_len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if meta_len > MAX_META_BYTES {
+        return Err(corrupt(format!("metadata of {meta_len} bytes")));
+    }
+    let mut meta_bytes = vec![0u8; meta_len];
+    input.read_exact(&mut meta_bytes).map_err(|_| corrupt("file ends early".into()))?;
+    postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("metadata: {e}")))
+}
+
+/// Snapshot metadata is a log id and a membership: far below this.
+const MAX_META_BYTES: usize = 1 << 20;
+
 /// Reads a snapshot, calling `each(tag, key, value)` per record (`is_session`
 /// tells the tags apart), and returns its
 /// metadata. Records are handed out before the checksum is known: a caller
@@ -167,6 +191,9 @@ pub fn read(
         return Err(corrupt("not a ringkv snapshot (bad magic)".into()));
     }
     let meta_len = u32::from_le_bytes(input.array().map_err(short)?) as usize;
+    if meta_len > MAX_META_BYTES {
+        return Err(corrupt(format!("metadata of {meta_len} bytes")));
+    }
     let meta_bytes = input.vec(meta_len).map_err(short)?;
     let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("metadata: {e}")))?;
     let mut count = 0u64;
@@ -275,7 +302,7 @@ mod tests {
 
     fn store_with(n: u8) -> (tempfile::TempDir, KvStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open_fresh(&dir.path().join("sm"), 1 << 26).unwrap();
+        let store = KvStore::open(&dir.path().join("sm"), 1 << 26).unwrap().0;
         let mut b = store.batch().unwrap();
         for k in 0..n {
             b.apply(Command::Set { key: vec![k], timestamp: 3, data: vec![k; k as usize] }).unwrap();
@@ -298,7 +325,7 @@ mod tests {
         let path = write(dir.path(), &store, &txn, &meta).unwrap();
         drop(txn);
         assert!(path.ends_with(file_name(50)));
-        let other = KvStore::open_fresh(&dir.path().join("sm2"), 1 << 26).unwrap();
+        let other = KvStore::open(&dir.path().join("sm2"), 1 << 26).unwrap().0;
         assert_eq!(load(&path, &other).unwrap(), meta);
         for k in 0..50u8 {
             assert_eq!(other.read(&[k]).unwrap(), store.read(&[k]).unwrap());

@@ -1,15 +1,17 @@
 //! The state machine's store: LMDB through `heed`.
 //!
-//! LMDB is the working copy of the state, not the durable record: the Raft
-//! log and the snapshots are. On start the store is rebuilt from the newest
-//! snapshot and the log is replayed on top, so writes here skip fsync
-//! (`NO_SYNC`) and cost only memory copies. What LMDB gives us is MVCC: one
-//! read transaction is one consistent state, which is what a snapshot must
-//! be while writes go on.
+//! The store is durable on its own. Every apply batch is one LMDB write
+//! transaction that also records the last applied log id, committed with
+//! LMDB's own crash safety (data pages flushed before the meta page that
+//! points at them; `NO_META_SYNC`, so a power cut can undo at most the
+//! last commit, never tear one). So a restart opens the store where it was
+//! and openraft replays only the log after its applied index. Snapshots
+//! (`snapshot.rs`) are read from one read transaction: LMDB's MVCC makes
+//! that one consistent state while writes go on.
 //!
-//! Two databases: `data` (key bytes → encoded value) and `meta` (the last
-//! applied log id and membership, written in the same transaction as the data
-//! they describe).
+//! Three databases: `data` (key bytes → encoded value), `sessions` and
+//! `meta` (the applied log id and membership, written in the same
+//! transaction as the data they describe, and the store's format mark).
 
 use std::path::Path;
 
@@ -23,6 +25,11 @@ use crate::raft::types::{LogId, StoredMembership};
 
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
+const META_FORMAT: &[u8] = b"format";
+/// Marks a store written durably. Format 1, a working copy rebuilt at
+/// every start and written without syncing, has no mark: after a power cut
+/// it may be torn, so it is never trusted.
+const FORMAT: &[u8] = b"ringkv-store-2";
 
 /// Why the store failed. These come from the disk, never from a client.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +55,11 @@ pub struct KvStore {
 }
 
 impl KvStore {
-    /// Opens the store in `dir`, discarding what was there: the caller
-    /// rebuilds it from a snapshot (see the module doc).
-    pub fn open_fresh(dir: &Path, map_bytes: usize) -> Result<Self, StoreError> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
+    /// Opens the store in `dir`, creating it when new. Returns whether it
+    /// holds a state to recover from: false for a new store and for a
+    /// store of the old unsynced format, which is emptied (the caller then
+    /// loads a snapshot into it).
+    pub fn open(dir: &Path, map_bytes: usize) -> Result<(Self, bool), StoreError> {
         std::fs::create_dir_all(dir)?;
         // SAFETY: the directory is ours alone (the server holds a lock on the
         // data dir) and no other mapping of these files exists in-process.
@@ -62,7 +68,7 @@ impl KvStore {
                 .read_txn_without_tls()
                 .map_size(map_bytes)
                 .max_dbs(3)
-                .flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC)
+                .flags(EnvFlags::NO_META_SYNC)
                 .open(dir)?
         };
         let mut txn = env.write_txn()?;
@@ -70,7 +76,59 @@ impl KvStore {
         let meta = env.create_database(&mut txn, Some("meta"))?;
         let sessions = env.create_database(&mut txn, Some("sessions"))?;
         txn.commit()?;
-        Ok(Self { env, data, meta, sessions })
+        let store = Self { env, data, meta, sessions };
+        let mut txn = store.env.write_txn()?;
+        let durable = store.meta.get(&txn, META_FORMAT)? == Some(FORMAT);
+        if !durable {
+            store.clear(&mut txn)?;
+        }
+        txn.commit()?;
+        Ok((store, durable))
+    }
+
+    /// Opens an existing store without changing it (`ringkv verify` on a
+    /// stopped server's directory): `None` when there is none, or only
+    /// one of the old unsynced format.
+    pub fn open_existing(dir: &Path, map_bytes: usize) -> Result<Option<Self>, StoreError> {
+        if !dir.join("data.mdb").exists() {
+            return Ok(None);
+        }
+        // SAFETY: as in `open`; the caller makes sure no server runs on it.
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .read_txn_without_tls()
+                .map_size(map_bytes)
+                .max_dbs(3)
+                .flags(EnvFlags::READ_ONLY)
+                .open(dir)?
+        };
+        let txn = env.read_txn()?;
+        let missing = |name: &str| StoreError::CorruptMeta(format!("the store has no {name} database"));
+        let data = env.open_database(&txn, Some("data"))?.ok_or_else(|| missing("data"))?;
+        let meta: Database<Bytes, Bytes> = env.open_database(&txn, Some("meta"))?.ok_or_else(|| missing("meta"))?;
+        let sessions = env.open_database(&txn, Some("sessions"))?.ok_or_else(|| missing("sessions"))?;
+        // Committing a read transaction is what shares the handles it
+        // opened with the environment (else later use is EINVAL).
+        txn.commit()?;
+        let txn = env.read_txn()?;
+        let marked = meta.get(&txn, META_FORMAT)? == Some(FORMAT);
+        drop(txn);
+        Ok(marked.then(|| Self { env, data, meta, sessions }))
+    }
+
+    /// Empties every database and marks the store as of this format.
+    fn clear(&self, txn: &mut RwTxn<'_>) -> Result<(), StoreError> {
+        self.data.clear(txn)?;
+        self.meta.clear(txn)?;
+        self.sessions.clear(txn)?;
+        self.meta.put(txn, META_FORMAT, FORMAT)?;
+        Ok(())
+    }
+
+    /// Flushes every commit to disk, the last one's meta page included:
+    /// after it returns the store survives a power cut as it is now.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.env.force_sync()?)
     }
 
     /// A read transaction that owns its environment handle, so it can move
@@ -164,10 +222,7 @@ impl Batch<'_> {
 
     /// Removes every key and session (before loading a snapshot).
     pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.store.data.clear(&mut self.txn)?;
-        self.store.meta.clear(&mut self.txn)?;
-        self.store.sessions.clear(&mut self.txn)?;
-        Ok(())
+        self.store.clear(&mut self.txn)
     }
 
     /// Puts an already encoded session record (snapshot loading).
@@ -307,7 +362,7 @@ mod tests {
     /// seeded generator: what the model tests start from.
     fn fresh(seed: u64) -> (tempfile::TempDir, KvStore, MemStore, rand::rngs::StdRng) {
         let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
+        let store = KvStore::open(dir.path(), 1 << 26).unwrap().0;
         (dir, store, MemStore::default(), rand::rngs::StdRng::seed_from_u64(seed))
     }
 
@@ -360,7 +415,7 @@ mod tests {
     #[test]
     fn read_transaction_is_a_stable_state() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open_fresh(dir.path(), 1 << 26).unwrap();
+        let store = KvStore::open(dir.path(), 1 << 26).unwrap().0;
         let set = |k: u8| Command::Set { key: vec![k], timestamp: 1, data: vec![k] };
         let mut b = store.batch().unwrap();
         b.apply(set(1)).unwrap();
@@ -371,5 +426,38 @@ mod tests {
         b.commit().unwrap();
         assert_eq!(store.iter(&txn).unwrap().count(), 1);
         assert_eq!(store.read(&[2]).unwrap().status, Status::Success);
+    }
+
+    /// What a batch committed is there when the store is opened again,
+    /// applied log id included; a copy without the format mark (the old
+    /// unsynced working copy) is emptied instead of trusted.
+    #[test]
+    fn a_reopened_store_holds_its_state_and_an_unmarked_one_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(3, 0), 42);
+        {
+            let (store, durable) = KvStore::open(dir.path(), 1 << 26).unwrap();
+            assert!(!durable, "a new store holds nothing to recover");
+            let mut b = store.batch().unwrap();
+            b.apply(Command::Set { key: vec![1], timestamp: 5, data: b"one".to_vec() }).unwrap();
+            b.set_applied(&log_id).unwrap();
+            b.commit().unwrap();
+            store.sync().unwrap();
+        }
+        let existing = KvStore::open_existing(dir.path(), 1 << 26).unwrap().expect("a marked store");
+        assert_eq!(existing.current_applied_state().unwrap().0, Some(log_id));
+        drop(existing);
+        let (store, durable) = KvStore::open(dir.path(), 1 << 26).unwrap();
+        assert!(durable);
+        assert_eq!(store.current_applied_state().unwrap().0, Some(log_id));
+        assert_eq!(store.read(&[1]).unwrap().status, Status::Success);
+        let mut txn = store.env.write_txn().unwrap();
+        store.meta.delete(&mut txn, META_FORMAT).unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let (store, durable) = KvStore::open(dir.path(), 1 << 26).unwrap();
+        assert!(!durable, "an unmarked copy is not trusted");
+        assert_eq!(store.current_applied_state().unwrap().0, None);
+        assert_eq!(store.read(&[1]).unwrap().value, None);
     }
 }
