@@ -156,6 +156,9 @@ pub struct NodeStatus {
     pub version: String,
     /// Its group's ring position (0 without a ring).
     pub position: u32,
+    /// Why it refuses writes now (quota, disk nearly full); empty when it
+    /// accepts them.
+    pub alarms: Vec<String>,
 }
 
 impl NodeStatus {
@@ -180,6 +183,7 @@ impl From<pb::StatusReply> for NodeStatus {
             digest,
             version: s.version,
             position: s.position,
+            alarms: s.alarms,
         }
     }
 }

@@ -53,6 +53,12 @@ pub struct ServerArgs {
     /// Also snapshot this often, in seconds (0: off).
     #[arg(long)]
     pub snapshot_interval: Option<u64>,
+    /// Refuse writes while the state takes this many bytes (0: none).
+    #[arg(long)]
+    pub quota_bytes: Option<u64>,
+    /// Refuse writes while the data dir's file system has less free.
+    #[arg(long)]
+    pub min_free_bytes: Option<u64>,
     /// Largest value accepted, in bytes.
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
@@ -117,6 +123,7 @@ impl ServerArgs {
         }
         over!(data_dir => data_dir, listen => listen, node_id => node_id, snapshot_log_bytes => snapshot_log_bytes,
               snapshot_log_ratio => snapshot_log_ratio,
+              quota_bytes => quota_bytes, min_free_bytes => min_free_bytes,
               snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;

@@ -51,6 +51,14 @@ pub struct Config {
     /// How many snapshots to keep; the log before the oldest kept one is
     /// removed.
     pub snapshots_kept: usize,
+    /// Refuse writes (RESOURCE_EXHAUSTED; reads and deletes go on) while
+    /// the state (the store's pages: keys, values, sessions) takes this
+    /// many bytes or more; 0: no quota.
+    pub quota_bytes: u64,
+    /// Refuse writes the same way while the data dir's file system has
+    /// less than this free: the room a replica needs to keep working
+    /// (followers' appends, LMDB growth) instead of failing on a full disk.
+    pub min_free_bytes: u64,
     /// Size at which the log rolls over to a new `log.X` segment.
     pub log_segment_bytes: u64,
     /// Most recent log entries kept in memory for replication and apply
@@ -88,6 +96,8 @@ impl Default for Config {
             snapshot_log_ratio: 1.0,
             snapshot_interval_secs: 300,
             snapshots_kept: 3,
+            quota_bytes: 0,
+            min_free_bytes: 64 * 1024 * 1024,
             log_segment_bytes: 64 * 1024 * 1024,
             log_cache_bytes: 8 * 1024 * 1024,
             lmdb_map_bytes: 64 * 1024 * 1024 * 1024,

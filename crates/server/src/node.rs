@@ -4,6 +4,7 @@
 //! into what a client sees.
 
 mod error;
+mod space;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,6 +27,7 @@ use crate::sm::digest::Digest;
 use crate::sm::session::Request;
 use crate::sm::store::KvStore;
 use crate::write_batch::WriteBatcher;
+use space::Space;
 
 pub use error::NodeError;
 
@@ -53,6 +55,7 @@ struct Inner {
     store: KvStore,
     config: Config,
     floor: RestartFloor,
+    space: Arc<Space>,
     /// Kept so that the log's writer thread, which stops (flushing what it
     /// has) when its last handle is dropped, lives as long as the node.
     _log: LogStore,
@@ -81,6 +84,7 @@ impl Node {
         };
         let store = sm.store();
         let progress = sm.progress();
+        let space = Space::watch(&dir, store.clone(), config.quota_bytes, config.min_free_bytes);
         let floor = RestartFloor::new(log.state().0);
         let id = config.node_id;
         let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
@@ -105,7 +109,7 @@ impl Node {
         }
         spawn_log_purger(raft.clone(), purge_rx);
         spawn_leadership_logger(raft.clone());
-        spawn_snapshot_trigger(raft.clone(), progress, &config);
+        spawn_snapshot_trigger(raft.clone(), progress, space.clone(), &config);
         let reads = {
             let raft = raft.clone();
             ReadBatcher::new(move || {
@@ -114,8 +118,9 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let node =
-            Node { inner: Arc::new(Inner { raft, reads, writes, store, config, floor, _log: log, _lock: lock }) };
+        let node = Node {
+            inner: Arc::new(Inner { raft, reads, writes, store, config, floor, space, _log: log, _lock: lock }),
+        };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -155,9 +160,41 @@ impl Node {
         }
     }
 
-    /// Commits a write and returns the state machine's answer.
+    /// Commits a write and returns the state machine's answer. While disk
+    /// space is short a leader proposes only deletes (`node/space.rs`); a
+    /// follower passes writes on to its leader, whose disk decides.
     pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
+        if !req.cmd.is_delete() && self.leads().is_ok() {
+            if let Some(alarm) = self.inner.space.alarm() {
+                return Err(NodeError::NoSpace(alarm));
+            }
+            self.inner.space.spend(req.cmd.weight());
+        }
         self.inner.writes.write(req).await
+    }
+
+    /// Why writes are refused now, if they are (status shows it).
+    pub fn alarms(&self) -> Vec<String> {
+        self.inner.space.alarm().into_iter().collect()
+    }
+
+    /// Resolves once Raft has stopped on its own (a storage error: a log
+    /// write or fsync failed, LMDB failed; or a panic), with the reason.
+    /// Such a replica can only answer UNAVAILABLE, so the server exits
+    /// instead and a restart recovers it from disk. Never resolves on a
+    /// requested shutdown.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Err(f) = &rx.borrow_and_update().running_state {
+                if !matches!(f, openraft::error::Fatal::Stopped) {
+                    return f.to_string();
+                }
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// A linearizable read (read-index, confirmations shared by concurrent
@@ -369,13 +406,16 @@ fn spawn_leadership_logger(raft: Raft) {
 /// rewriting the whole state costs a bounded share of what is written, at
 /// any size), or when `snapshot_interval_secs` passed with anything
 /// applied since.
-fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, config: &Config) {
+/// A snapshot that would not fit beside the free-space reserve waits
+/// (`node/space.rs`): a failed snapshot write stops Raft.
+fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, space: Arc<Space>, config: &Config) {
     let floor = config.snapshot_log_bytes;
     let ratio = config.snapshot_log_ratio;
     let interval = config.snapshot_interval();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last = Instant::now();
+        let mut postponed = false;
         loop {
             tick.tick().await;
             let applied = progress.applied_bytes();
@@ -386,6 +426,16 @@ fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, config: &
             if !(due_bytes || due_time) {
                 continue;
             }
+            // Room for the new snapshot while the old ones are still kept.
+            let need = progress.snapshot_bytes().saturating_mul(2);
+            if !space.room_for(need) {
+                if !postponed {
+                    tracing::warn!(need, "snapshot postponed: it would not leave min_free_bytes free");
+                    postponed = true;
+                }
+                continue;
+            }
+            postponed = false;
             last = Instant::now();
             if raft.trigger().snapshot().await.is_err() {
                 break;

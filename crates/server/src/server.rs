@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use futures::FutureExt;
 use ringkv_api::pb::admin_server::AdminServer;
 use ringkv_api::pb::key_value_server::KeyValueServer;
@@ -61,9 +61,27 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
         None => router.add_service(raft_server(RaftService::new(node.raft().clone()))),
         Some(_) => router,
     };
-    let served = router.serve_with_incoming_shutdown(incoming(listener), shutdown).await;
+    // Stop on the caller's signal, or when Raft stopped on its own: a
+    // replica whose Raft is gone would answer UNAVAILABLE forever.
+    let fatal = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let (node, fatal) = (node.clone(), fatal.clone());
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = node.fatal() => {
+                    tracing::error!("raft stopped: {reason}; exiting (a restart recovers this replica from disk)");
+                    *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                }
+            }
+        }
+    };
+    let served = router.serve_with_incoming_shutdown(incoming(listener), stop).await;
     tracing::info!("stopping");
     node.shutdown().await;
+    if let Some(reason) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bail!("raft stopped: {reason}; restart this replica: it recovers from its data dir");
+    }
     served.context("gRPC server failed")
 }
 

@@ -90,6 +90,9 @@ impl RingView {
                     ),
                     Err(e) => println!("  {:<22} {:>3} unreachable: {e:#}", m.addr, m.id),
                 }
+                for alarm in s.as_ref().map(|s| s.alarms.as_slice()).unwrap_or_default() {
+                    println!("  {:<22} ALARM: {alarm}", m.addr);
+                }
             }
         }
     }
@@ -119,7 +122,7 @@ fn replica_json(addr: &str, id: u64, s: &anyhow::Result<NodeStatus>) -> serde_js
             "address": addr, "node_id": s.node_id, "role": s.role.as_str(), "term": s.term,
             "leader_id": s.leader_id, "last_log_index": s.last_log_index,
             "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
-            "purged_index": s.purged_index, "digest": s.digest.as_ref().map(|d| &d.digest),
+            "purged_index": s.purged_index, "alarms": s.alarms, "digest": s.digest.as_ref().map(|d| &d.digest),
             "digest_index": s.digest.as_ref().map_or(0, |d| d.index), "keys": s.digest.as_ref().map_or(0, |d| d.keys),
             "members": s.members.iter().map(|m| serde_json::json!({"id": m.id, "addr": m.addr, "raft_addr": m.raft_addr})).collect::<Vec<_>>(),
         }),

@@ -36,6 +36,9 @@ pub enum NodeError {
     /// which).
     #[error("{0}")]
     Stopping(String),
+    /// Writes are refused until disk space is back (`node/space.rs`).
+    #[error("{0}")]
+    NoSpace(String),
     /// The local store failed: a server fault, never the client's.
     #[error("storage error: {0}")]
     Storage(#[from] StoreError),

@@ -55,6 +55,7 @@ impl Admin for AdminService {
             members,
             version: env!("CARGO_PKG_VERSION").into(),
             position: self.router.position() as u32,
+            alarms: self.node.alarms(),
             ..Default::default()
         };
         if request.into_inner().with_digest {

@@ -36,6 +36,7 @@ impl From<NodeError> for Status {
                 Status::unavailable(e.to_string())
             }
             NodeError::Membership(_) => Status::failed_precondition(e.to_string()),
+            NodeError::NoSpace(_) => Status::resource_exhausted(e.to_string()),
             NodeError::Storage(ref s) => {
                 tracing::error!("state machine read failed: {s}");
                 Status::internal(e.to_string())
@@ -105,6 +106,7 @@ mod tests {
             (NodeError::NoQuorum("got {1}".into()), Code::Unavailable, "majority"),
             (NodeError::Stopping("the server is shutting down".into()), Code::Unavailable, "shutting down"),
             (NodeError::Membership("in progress".into()), Code::FailedPrecondition, "in progress"),
+            (NodeError::NoSpace("quota exceeded: 9 of 8 bytes".into()), Code::ResourceExhausted, "quota exceeded"),
             (NodeError::Storage(StoreError::CorruptValue { len: 3 }), Code::Internal, "storage error"),
             (NodeError::Internal("reply count mismatch".into()), Code::Internal, "reply count mismatch"),
         ];

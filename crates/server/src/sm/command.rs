@@ -71,18 +71,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// About the bytes it takes in the log: its key and data plus the
-    /// fixed fields. What the snapshot trigger weighs writes by.
-    pub fn weight(&self) -> u64 {
-        let (key, data) = match self {
-            Command::Set { key, data, .. } | Command::TestAndSet { key, data, .. } => (key, data.len()),
-            Command::Del { key } | Command::DelVersion { key, .. } => (key, 0),
-        };
-        (key.len() + data + 24) as u64
-    }
-}
-
 /// The key-value store a command is applied to.
 pub trait Store {
     type Error;
@@ -139,6 +127,17 @@ pub fn apply<S: Store>(store: &mut S, command: Command) -> Result<Reply, S::Erro
 }
 
 impl Command {
+    /// Deletes shrink the state: they go on when disk space is short.
+    pub fn is_delete(&self) -> bool {
+        matches!(self, Command::Del { .. } | Command::DelVersion { .. })
+    }
+
+    /// About the bytes it takes in the log: its key and data plus the
+    /// fixed fields. What the snapshot trigger weighs writes by.
+    pub fn weight(&self) -> u64 {
+        self.size_hint() as u64 + 24
+    }
+
     /// Bytes of key and data the command carries.
     pub fn size_hint(&self) -> usize {
         match self {

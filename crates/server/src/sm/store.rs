@@ -125,6 +125,19 @@ impl KvStore {
         Ok(())
     }
 
+    /// The bytes the state's pages take (keys, values and sessions): what
+    /// `quota_bytes` limits. It shrinks when keys are deleted, unlike the
+    /// file, whose freed pages LMDB reuses.
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let txn = self.env.read_txn()?;
+        let mut total = 0;
+        for db in [&self.data, &self.sessions, &self.meta] {
+            let s = db.stat(&txn)?;
+            total += (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64 * u64::from(s.page_size);
+        }
+        Ok(total)
+    }
+
     /// Flushes every commit to disk, the last one's meta page included:
     /// after it returns the store survives a power cut as it is now.
     pub fn sync(&self) -> Result<(), StoreError> {
