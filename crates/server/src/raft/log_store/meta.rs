@@ -6,13 +6,14 @@
 //! old or the new file, so a damaged meta file is real corruption, and the
 //! checksum says so instead of letting a wrong vote through.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::disk::Disk;
 use super::LogError;
 use crate::raft::types::{LogId, Vote};
 
@@ -62,7 +63,7 @@ pub(super) fn read(dir: &Path) -> Result<LogMeta, LogError> {
 }
 
 /// Durably replaces the meta file with `meta`; counts the fsyncs it does.
-pub(super) fn write(dir: &Path, meta: &LogMeta, fsyncs: &AtomicU64) -> io::Result<()> {
+pub(super) fn write(disk: &dyn Disk, dir: &Path, meta: &LogMeta, fsyncs: &AtomicU64) -> io::Result<()> {
     let payload = postcard::to_allocvec(meta).map_err(io::Error::other)?;
     let mut buf = Vec::with_capacity(16 + payload.len());
     buf.extend_from_slice(META_MAGIC);
@@ -71,19 +72,19 @@ pub(super) fn write(dir: &Path, meta: &LogMeta, fsyncs: &AtomicU64) -> io::Resul
     buf.extend_from_slice(&payload);
 
     let tmp = dir.join(META_TMP);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-    f.write_all(&buf)?;
+    let f = disk.open(&tmp, true)?;
+    f.write_at(&buf, 0)?;
     f.sync_all()?;
     fsyncs.fetch_add(1, Ordering::Relaxed);
     drop(f);
-    fs::rename(&tmp, meta_path(dir))?;
-    sync_dir(dir, fsyncs)
+    disk.rename(&tmp, &meta_path(dir))?;
+    sync_dir(disk, dir, fsyncs)
 }
 
 /// Fsyncs the directory itself, making creations, renames and deletions in
 /// it durable.
-pub(super) fn sync_dir(dir: &Path, fsyncs: &AtomicU64) -> io::Result<()> {
-    File::open(dir)?.sync_all()?;
+pub(super) fn sync_dir(disk: &dyn Disk, dir: &Path, fsyncs: &AtomicU64) -> io::Result<()> {
+    disk.sync_dir(dir)?;
     fsyncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -21,9 +21,12 @@
 //! Everything else in the directory (snapshots `snap.*`, the LMDB `sm/`) is
 //! not ours and is never touched.
 
+mod disk;
 mod meta;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod power_cut_tests;
 mod record;
 mod segment;
 mod state;
@@ -119,6 +122,11 @@ impl LogStore {
     /// damage is an error naming the file and offset. Blocking; call before
     /// the runtime serves.
     pub fn open(dir: &Path, opts: LogOptions) -> Result<LogStore, LogError> {
+        Self::open_on(Arc::new(disk::OsDisk), dir, opts)
+    }
+
+    /// `open`, writing through `disk` (tests put a recorder there).
+    fn open_on(disk: Arc<dyn disk::Disk>, dir: &Path, opts: LogOptions) -> Result<LogStore, LogError> {
         fs::create_dir_all(dir).map_err(|source| LogError::Io { path: dir.to_owned(), source })?;
         let mut tail: VecDeque<(Entry, usize)> = VecDeque::new();
         let mut tail_bytes = 0usize;
@@ -133,7 +141,7 @@ impl LogStore {
             }
         })?;
         let fsyncs = Arc::new(AtomicU64::new(0));
-        segment::apply_repairs(dir, &rec.repairs, &fsyncs)?;
+        segment::apply_repairs(disk.as_ref(), dir, &rec.repairs, &fsyncs)?;
 
         let mut shared = Shared::new(opts.segment_bytes, opts.cache_bytes, &rec.segments, rec.first_live, rec.slots);
         shared.vote = rec.meta.vote;
@@ -144,8 +152,9 @@ impl LogStore {
         }
         let shared = Arc::new(Mutex::new(shared));
         let (tx, rx) = mpsc::channel();
-        let thread =
-            Writer::new(dir.to_owned(), rec.meta, shared.clone(), fsyncs.clone()).spawn(rx).map_err(LogError::Spawn)?;
+        let thread = Writer::new(disk, dir.to_owned(), rec.meta, shared.clone(), fsyncs.clone())
+            .spawn(rx)
+            .map_err(LogError::Spawn)?;
         Ok(LogStore {
             inner: Arc::new(Inner { dir: dir.to_owned(), shared, tx: Some(tx), thread: Some(thread), fsyncs }),
         })

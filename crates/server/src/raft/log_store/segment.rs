@@ -13,10 +13,11 @@
 //! stops startup with the file and byte offset in the error.
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
+use super::disk::Disk;
 use super::meta::{self, LogMeta};
 use super::record::{
     self, Header, RecordFault, OLD_SEGMENT_MAGICS, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
@@ -128,22 +129,27 @@ pub(super) fn recover(dir: &Path, offline: bool, on_live: &mut dyn FnMut(Entry, 
 }
 
 /// Makes the repairs recovery called for, durably.
-pub(super) fn apply_repairs(dir: &Path, repairs: &[Repair], fsyncs: &AtomicU64) -> Result<(), LogError> {
+pub(super) fn apply_repairs(
+    disk: &dyn Disk,
+    dir: &Path,
+    repairs: &[Repair],
+    fsyncs: &AtomicU64,
+) -> Result<(), LogError> {
     for repair in repairs {
         match repair {
             Repair::Truncate { path, len } => {
                 let io_err = |source| LogError::Io { path: path.clone(), source };
-                let f = OpenOptions::new().write(true).open(path).map_err(io_err)?;
+                let f = disk.open(path, false).map_err(io_err)?;
                 f.set_len(*len).map_err(io_err)?;
                 f.sync_all().map_err(io_err)?;
             }
             Repair::Remove { path } => {
-                fs::remove_file(path).map_err(|source| LogError::Io { path: path.clone(), source })?;
+                disk.remove(path).map_err(|source| LogError::Io { path: path.clone(), source })?;
             }
         }
     }
     if !repairs.is_empty() {
-        meta::sync_dir(dir, fsyncs).map_err(|source| LogError::Io { path: dir.to_owned(), source })?;
+        meta::sync_dir(disk, dir, fsyncs).map_err(|source| LogError::Io { path: dir.to_owned(), source })?;
     }
     Ok(())
 }

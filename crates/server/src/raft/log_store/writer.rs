@@ -11,9 +11,7 @@
 //! stops the node on a storage error.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::disk::{Disk, DiskFile};
 use super::meta::{self, LogMeta};
 use super::record::segment_path;
 use super::state::{Chunk, TruncatePlan};
@@ -71,12 +70,13 @@ pub(super) enum Op {
 
 /// The writer thread's state.
 pub(super) struct Writer {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     meta: LogMeta,
     /// `committed` changed and is not on disk yet, since then.
     meta_dirty_since: Option<Instant>,
     /// Open write handles by segment.
-    files: HashMap<u64, File>,
+    files: HashMap<u64, Box<dyn DiskFile>>,
     /// Segments written since their last fsync.
     dirty: BTreeSet<u64>,
     /// Segments created since the last directory fsync.
@@ -88,8 +88,15 @@ pub(super) struct Writer {
 
 impl Writer {
     /// A writer for `dir`, whose meta file holds `meta`.
-    pub fn new(dir: PathBuf, meta: LogMeta, shared: Arc<Mutex<Shared>>, fsyncs: Arc<AtomicU64>) -> Writer {
+    pub fn new(
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        meta: LogMeta,
+        shared: Arc<Mutex<Shared>>,
+        fsyncs: Arc<AtomicU64>,
+    ) -> Writer {
         Writer {
+            disk,
             dir,
             meta,
             meta_dirty_since: None,
@@ -205,7 +212,7 @@ impl Writer {
         for chunk in chunks {
             let create = chunk.offset == 0;
             let file = self.file(chunk.seg, create)?;
-            file.write_all_at(&chunk.bytes, chunk.offset)?;
+            file.write_at(&chunk.bytes, chunk.offset)?;
             self.dirty.insert(chunk.seg);
             self.dir_dirty |= create;
         }
@@ -219,7 +226,7 @@ impl Writer {
             self.remove_segment(*seg)?;
         }
         if !plan.delete.is_empty() {
-            meta::sync_dir(&self.dir, &self.fsyncs)?;
+            meta::sync_dir(self.disk.as_ref(), &self.dir, &self.fsyncs)?;
         }
         if let Some((seg, len)) = plan.cut {
             let file = self.file(seg, false)?;
@@ -242,7 +249,7 @@ impl Writer {
             self.remove_segment(*seg)?;
         }
         if !delete.is_empty() {
-            meta::sync_dir(&self.dir, &self.fsyncs)?;
+            meta::sync_dir(self.disk.as_ref(), &self.dir, &self.fsyncs)?;
         }
         Ok(())
     }
@@ -256,7 +263,7 @@ impl Writer {
     /// gets ahead of the log (a committed id past the durable entries).
     fn write_meta(&mut self) -> io::Result<()> {
         self.sync_segments()?;
-        meta::write(&self.dir, &self.meta, &self.fsyncs)?;
+        meta::write(self.disk.as_ref(), &self.dir, &self.meta, &self.fsyncs)?;
         self.meta_dirty_since = None;
         Ok(())
     }
@@ -292,7 +299,7 @@ impl Writer {
             }
         }
         if self.dir_dirty {
-            meta::sync_dir(&self.dir, &self.fsyncs)?;
+            meta::sync_dir(self.disk.as_ref(), &self.dir, &self.fsyncs)?;
             self.dir_dirty = false;
         }
         // Only the newest segment is written to again.
@@ -302,29 +309,17 @@ impl Writer {
         Ok(())
     }
 
-    fn file(&mut self, seg: u64, create: bool) -> io::Result<&File> {
+    fn file(&mut self, seg: u64, create: bool) -> io::Result<&dyn DiskFile> {
         if !self.files.contains_key(&seg) || create {
-            let path = segment_path(&self.dir, seg);
-            let mut opts = OpenOptions::new();
-            opts.write(true);
-            if create {
-                opts.create(true).truncate(true);
-            }
-            let file = opts.open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let file = self.disk.open(&segment_path(&self.dir, seg), create)?;
             self.files.insert(seg, file);
         }
-        self.files.get(&seg).ok_or_else(|| io::Error::other("segment handle vanished"))
+        self.files.get(&seg).map(|f| f.as_ref()).ok_or_else(|| io::Error::other("segment handle vanished"))
     }
 
     fn remove_segment(&mut self, seg: u64) -> io::Result<()> {
         self.files.remove(&seg);
         self.dirty.remove(&seg);
-        let path = segment_path(&self.dir, seg);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io::Error::new(e.kind(), format!("cannot delete {}: {e}", path.display())))
-            }
-            _ => Ok(()),
-        }
+        self.disk.remove(&segment_path(&self.dir, seg))
     }
 }
