@@ -299,3 +299,64 @@ async fn without_the_fsync_power_cuts_lose_acknowledged_writes() {
     eprintln!("without the fsync {} of {} cuts lose data, e.g. {:?}", failures.len(), ops + 1, failures.first());
     assert!(failures.iter().any(|f| f.contains("is lost")), "removing the fsync went unnoticed");
 }
+
+/// A disk whose `fdatasync` fails once: the kernel may have dropped the
+/// dirty pages, so a retry that succeeds would prove nothing.
+struct FailingSync {
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+struct FailingFile<'a> {
+    file: Box<dyn DiskFile>,
+    disk: &'a FailingSync,
+}
+
+impl DiskFile for FailingFile<'static> {
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.disk.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(std::io::Error::other("injected fdatasync failure (EIO)"))
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+impl Disk for &'static FailingSync {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Box<dyn DiskFile>> {
+        Ok(Box::new(FailingFile { file: OsDisk.open(path, create)?, disk: self }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        OsDisk.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        OsDisk.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        OsDisk.sync_dir(dir)
+    }
+}
+
+/// A failed fsync fails that append and every later operation, and is
+/// never tried again (openraft then stops the replica, and the server
+/// exits: crates/cli/tests/space.rs shows that on a real full disk).
+#[tokio::test]
+async fn a_failed_fsync_is_never_retried_and_fails_everything_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: &'static FailingSync = Box::leak(Box::new(FailingSync { syncs: 0.into() }));
+    let opts = LogOptions { segment_bytes: 8 * 1024, cache_bytes: 1 << 20 };
+    let mut store = LogStore::open_on(Arc::new(disk), dir.path(), opts).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let first = store.blocking_append(vec![entry(1, &mut rng)]).await;
+    assert!(first.is_err(), "an append whose fsync failed was acknowledged");
+    let later = store.blocking_append(vec![entry(2, &mut rng)]).await;
+    let why = later.expect_err("an append after a failed fsync was acknowledged").to_string();
+    assert!(why.contains("injected fdatasync failure"), "the reason is lost: {why}");
+    assert!(store.save_vote(&Vote::new(5, 1)).await.is_err(), "a vote after a failed fsync");
+    assert_eq!(disk.syncs.load(std::sync::atomic::Ordering::Relaxed), 1, "the fsync was retried");
+}
