@@ -53,6 +53,9 @@ pub struct ServerArgs {
     /// Also snapshot this often, in seconds (0: off).
     #[arg(long)]
     pub snapshot_interval: Option<u64>,
+    /// Checkpoint what was applied into the store at least this often (ms).
+    #[arg(long)]
+    pub checkpoint_interval_ms: Option<u64>,
     /// Refuse writes while the state takes this many bytes (0: none).
     #[arg(long)]
     pub quota_bytes: Option<u64>,
@@ -124,6 +127,7 @@ impl ServerArgs {
         over!(data_dir => data_dir, listen => listen, node_id => node_id, snapshot_log_bytes => snapshot_log_bytes,
               snapshot_log_ratio => snapshot_log_ratio,
               quota_bytes => quota_bytes, min_free_bytes => min_free_bytes,
+              checkpoint_interval_ms => checkpoint_interval_ms,
               snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;

@@ -51,6 +51,12 @@ pub struct Config {
     /// How many snapshots to keep; the log before the oldest kept one is
     /// removed.
     pub snapshots_kept: usize,
+    /// Write what was applied to the store (one synced LMDB commit) at
+    /// least this often (milliseconds) while anything changed: a restart
+    /// replays about this much of the log.
+    pub checkpoint_interval_ms: u64,
+    /// ...or as soon as this many bytes wait in memory.
+    pub checkpoint_bytes: usize,
     /// Refuse writes (RESOURCE_EXHAUSTED; reads and deletes go on) while
     /// the state (the store's pages: keys, values, sessions) takes this
     /// many bytes or more; 0: no quota.
@@ -96,6 +102,8 @@ impl Default for Config {
             snapshot_log_ratio: 1.0,
             snapshot_interval_secs: 300,
             snapshots_kept: 3,
+            checkpoint_interval_ms: 1000,
+            checkpoint_bytes: 16 * 1024 * 1024,
             quota_bytes: 0,
             min_free_bytes: 64 * 1024 * 1024,
             log_segment_bytes: 64 * 1024 * 1024,
@@ -221,6 +229,9 @@ impl Config {
         if !(self.snapshot_log_ratio >= 0.0 && self.snapshot_log_ratio.is_finite()) {
             return invalid("snapshot_log_ratio must be a finite number, 0 or more");
         }
+        if self.checkpoint_interval_ms == 0 || self.checkpoint_bytes == 0 {
+            return invalid("checkpoint_interval_ms and checkpoint_bytes must be at least 1");
+        }
         if self.snapshots_kept == 0 {
             return invalid("snapshots_kept must be at least 1");
         }
@@ -320,6 +331,14 @@ impl Config {
     /// The address this replica serves Raft on.
     pub(crate) fn raft_addr(&self) -> SocketAddr {
         self.raft_listen.unwrap_or(self.listen)
+    }
+
+    /// When the store checkpoints.
+    pub(crate) fn checkpoints(&self) -> crate::sm::store::Checkpoints {
+        crate::sm::store::Checkpoints {
+            interval: Duration::from_millis(self.checkpoint_interval_ms),
+            bytes: self.checkpoint_bytes,
+        }
     }
 
     /// The snapshot timer, if on.

@@ -230,6 +230,13 @@ impl Node {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("raft did not stop cleanly: {e}");
         }
+        // A clean stop leaves nothing for the next start to replay.
+        let store = self.inner.store.clone();
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("last checkpoint failed: {e}"),
+            Err(e) => tracing::warn!("last checkpoint failed: {e}"),
+        }
     }
 }
 
@@ -299,7 +306,8 @@ fn recover(config: &Config, purge_tx: mpsc::UnboundedSender<u64>) -> anyhow::Res
     let opts = LogOptions { segment_bytes: config.log_segment_bytes, cache_bytes: config.log_cache_bytes };
     let log = LogStore::open(dir, opts)?;
     let purged = log.state().1.map_or(0, |id| id.index);
-    let sm = StateMachine::recover(dir, config.lmdb_map_bytes, config.snapshots_kept, purge_tx, purged)?;
+    let checkpoints = config.checkpoints();
+    let sm = StateMachine::recover(dir, config.lmdb_map_bytes, checkpoints, config.snapshots_kept, purge_tx, purged)?;
     let applied = sm.applied_index()?;
     if purged > applied {
         bail!(

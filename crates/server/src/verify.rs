@@ -148,14 +148,14 @@ fn read_store(dir: &Path) -> Result<Option<(u64, State)>, VerifyError> {
     let Some(store) = KvStore::open_existing(dir, crate::config::Config::default().lmdb_map_bytes)? else {
         return Ok(None);
     };
-    let txn = store.read_owned()?;
-    let index = store.applied_state(&txn)?.0.map_or(0, |id| id.index);
+    let view = store.view()?;
+    let index = view.applied_state()?.0.map_or(0, |id| id.index);
     let mut state = State::new();
-    for kv in store.iter(&txn)? {
+    for kv in view.iter()? {
         let (k, v) = kv?;
         state.insert((DATA, k.to_vec()), v.to_vec());
     }
-    for kv in store.iter_sessions(&txn)? {
+    for kv in view.iter_sessions()? {
         let (k, v) = kv?;
         state.insert((SESSION, k.to_vec()), v.to_vec());
     }

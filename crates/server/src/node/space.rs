@@ -36,6 +36,9 @@ pub struct Space {
     free: AtomicU64,
     /// Bytes written since `free` was measured (estimated: see `spend`).
     spent: AtomicU64,
+    /// What LMDB will need at the next checkpoint, when last measured:
+    /// twice the bytes waiting in the store's overlay (copy on write).
+    pending: AtomicU64,
 }
 
 impl Space {
@@ -49,6 +52,7 @@ impl Space {
             used: AtomicU64::new(0),
             free: AtomicU64::new(u64::MAX),
             spent: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
         });
         space.measure();
         let weak = Arc::downgrade(&space);
@@ -68,6 +72,7 @@ impl Space {
         // Writes let through from here on count until the next look.
         self.spent.store(0, Ordering::Relaxed);
         if let Some(store) = &self.store {
+            self.pending.store(store.pending_bytes().saturating_mul(2), Ordering::Relaxed);
             match store.used_bytes() {
                 Ok(used) => self.used.store(used, Ordering::Relaxed),
                 Err(e) => tracing::warn!("cannot measure the state's size: {e}"),
@@ -91,7 +96,8 @@ impl Space {
     }
 
     fn free_now(&self) -> u64 {
-        self.free.load(Ordering::Relaxed).saturating_sub(self.spent.load(Ordering::Relaxed))
+        let free = self.free.load(Ordering::Relaxed);
+        free.saturating_sub(self.spent.load(Ordering::Relaxed)).saturating_sub(self.pending.load(Ordering::Relaxed))
     }
 
     /// Why writes are refused now, if they are.
@@ -140,6 +146,7 @@ mod tests {
             used: AtomicU64::new(0),
             free: AtomicU64::new(0),
             spent: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
         };
         s.used.store(used, Ordering::Relaxed);
         s.free.store(free, Ordering::Relaxed);

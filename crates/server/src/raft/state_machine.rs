@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::sm::command::Reply;
 use crate::sm::snapshot::{self, SnapshotError};
-use crate::sm::store::{KvStore, StoreError};
+use crate::sm::store::{Checkpoints, KvStore, StoreError};
 
 /// The state machine as openraft drives it.
 pub struct StateMachine {
@@ -86,13 +86,14 @@ impl StateMachine {
     pub fn recover(
         dir: &Path,
         lmdb_map_bytes: usize,
+        checkpoints: Checkpoints,
         snapshots_kept: usize,
         purge_tx: mpsc::UnboundedSender<u64>,
         purged: u64,
     ) -> Result<Self, SnapshotError> {
         let io_err = |source| SnapshotError::Io { path: dir.to_owned(), source };
         snapshot::remove_temporaries(dir).map_err(io_err)?;
-        let (store, applied) = open_store(dir, lmdb_map_bytes)?;
+        let (store, applied) = open_store(dir, lmdb_map_bytes, checkpoints)?;
         let verified = applied.is_none_or(|index| index < purged);
         let current = match applied {
             Some(index) if index >= purged => {
@@ -107,9 +108,7 @@ impl StateMachine {
                         "the store is behind the log's first entry: rebuilding it from the newest snapshot"
                     );
                 }
-                let loaded = newest_snapshot(dir, "loaded", |path| snapshot::load(path, &store))?;
-                store.sync()?;
-                loaded
+                newest_snapshot(dir, "loaded", |path| snapshot::load(path, &store))?
             }
         };
         let progress = Arc::new(SnapshotProgress::default());
@@ -141,9 +140,9 @@ impl StateMachine {
 
 /// Opens the store; `Some(applied index)` when it holds a state to go on
 /// from. One that cannot be opened is moved aside and a new one made.
-fn open_store(dir: &Path, map_bytes: usize) -> Result<(KvStore, Option<u64>), SnapshotError> {
+fn open_store(dir: &Path, map_bytes: usize, checkpoints: Checkpoints) -> Result<(KvStore, Option<u64>), SnapshotError> {
     let path = dir.join("sm");
-    let opened = KvStore::open(&path, map_bytes).and_then(|(store, durable)| {
+    let opened = KvStore::open(&path, map_bytes, checkpoints).and_then(|(store, durable)| {
         let applied = if durable { Some(store.current_applied_state()?.0.map_or(0, |id| id.index)) } else { None };
         Ok((store, applied))
     });
@@ -158,7 +157,7 @@ fn open_store(dir: &Path, map_bytes: usize) -> Result<(KvStore, Option<u64>), Sn
                 aside.display()
             );
             std::fs::rename(&path, &aside).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
-            Ok((KvStore::open(&path, map_bytes)?.0, None))
+            Ok((KvStore::open(&path, map_bytes, checkpoints)?.0, None))
         }
     }
 }
@@ -217,19 +216,18 @@ impl Shared {
 
     fn build(&self) -> Result<(SnapshotMeta, PathBuf), SnapshotError> {
         let consumed = self.progress.applied_bytes();
-        let txn = self.store.read_owned()?;
-        let (last_log_id, last_membership) = self.store.applied_state(&txn)?;
+        let view = self.store.view()?;
+        let (last_log_id, last_membership) = view.applied_state()?;
         if let Some((meta, path)) = self.current_meta().filter(|(m, _)| m.last_log_id == last_log_id) {
             self.progress.consumed(consumed);
             return Ok((meta, path));
         }
         // The log up to this state may go once the snapshot is kept: the
-        // store must hold it durably first (its last commit's meta page
-        // is not synced on commit).
+        // store must hold it durably first (a checkpoint now).
         self.store.sync()?;
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id: snapshot_id(last_log_id) };
-        let path = snapshot::write(&self.dir, &self.store, &txn, &meta)?;
-        drop(txn);
+        let path = snapshot::write(&self.dir, &view, &meta)?;
+        drop(view);
         self.progress.consumed(consumed);
         self.adopt(meta.clone(), path.clone())
             .map_err(|source| SnapshotError::Io { path: self.dir.clone(), source })?;
@@ -275,7 +273,6 @@ impl Shared {
         std::fs::rename(&tmp, &path).map_err(io_err)?;
         snapshot::sync_dir(&self.dir).map_err(io_err)?;
         let loaded = snapshot::load(&path, &self.store)?;
-        self.store.sync()?;
         self.progress.consumed(u64::MAX);
         tracing::info!(index = snapshot::meta_index(&loaded), "installed snapshot from the leader");
         self.adopt(loaded, path).map_err(io_err)?;

@@ -17,9 +17,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use heed::{RoTxn, WithoutTls};
-
-use super::store::{KvStore, StoreError};
+use super::store::{KvStore, StoreError, View};
 use crate::raft::types::SnapshotMeta;
 
 const MAGIC: &[u8; 8] = b"RKVSNAP1";
@@ -97,14 +95,9 @@ pub fn retain(dir: &Path, keep: usize) -> io::Result<Option<u64>> {
     Ok(files.get(cut).map(|f| f.index))
 }
 
-/// Writes the state seen by `txn` as `snap.X` in `dir` and returns its path.
-/// The caller builds `meta` from the same transaction.
-pub fn write(
-    dir: &Path,
-    store: &KvStore,
-    txn: &RoTxn<'_, WithoutTls>,
-    meta: &SnapshotMeta,
-) -> Result<PathBuf, SnapshotError> {
+/// Writes the state seen by `view` as `snap.X` in `dir` and returns its
+/// path. The caller builds `meta` from the same view.
+pub fn write(dir: &Path, view: &View, meta: &SnapshotMeta) -> Result<PathBuf, SnapshotError> {
     let name = file_name(meta_index(meta));
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -117,8 +110,8 @@ pub fn write(
     out.put(&len_u32(meta_bytes.len())?.to_le_bytes()).map_err(io_err)?;
     out.put(&meta_bytes).map_err(io_err)?;
     let mut count = 0u64;
-    let records = store.iter(txn)?.map(|r| r.map(|kv| (RECORD, kv)));
-    let sessions = store.iter_sessions(txn)?.map(|r| r.map(|kv| (SESSION, kv)));
+    let records = view.iter()?.map(|r| r.map(|kv| (RECORD, kv)));
+    let sessions = view.iter_sessions()?.map(|r| r.map(|kv| (SESSION, kv)));
     for item in records.chain(sessions) {
         let (tag, (key, value)) = item?;
         out.put(&[tag]).map_err(io_err)?;
@@ -228,15 +221,15 @@ pub fn read(
 /// Replaces the store's content with the snapshot at `path`, in one write
 /// transaction: if the file turns out corrupt, nothing is committed.
 pub fn load(path: &Path, store: &KvStore) -> Result<SnapshotMeta, SnapshotError> {
-    let mut batch = store.batch()?;
-    batch.clear()?;
-    let meta = read(path, |tag, k, v| if is_session(tag) { batch.put_session_raw(k, v) } else { batch.put_raw(k, v) })?;
-    if let Some(id) = &meta.last_log_id {
-        batch.set_applied(id)?;
-    }
-    batch.set_membership(&meta.last_membership)?;
-    batch.commit()?;
-    Ok(meta)
+    store.replace(|loader| {
+        let meta =
+            read(path, |tag, k, v| if is_session(tag) { loader.put_session_raw(k, v) } else { loader.put_raw(k, v) })?;
+        if let Some(id) = &meta.last_log_id {
+            loader.set_applied(id)?;
+        }
+        loader.set_membership(&meta.last_membership)?;
+        Ok(meta)
+    })
 }
 
 /// Whether a record tag read by `read` is a client session.
@@ -302,7 +295,7 @@ mod tests {
 
     fn store_with(n: u8) -> (tempfile::TempDir, KvStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = KvStore::open(&dir.path().join("sm"), 1 << 26).unwrap().0;
+        let store = KvStore::open(&dir.path().join("sm"), 1 << 26, Default::default()).unwrap().0;
         let mut b = store.batch().unwrap();
         for k in 0..n {
             b.apply(Command::Set { key: vec![k], timestamp: 3, data: vec![k; k as usize] }).unwrap();
@@ -312,20 +305,20 @@ mod tests {
         (dir, store)
     }
 
-    fn meta_of(store: &KvStore, txn: &RoTxn<'_, WithoutTls>) -> SnapshotMeta {
-        let (last_log_id, last_membership) = store.applied_state(txn).unwrap();
+    fn meta_of(view: &View) -> SnapshotMeta {
+        let (last_log_id, last_membership) = view.applied_state().unwrap();
         SnapshotMeta { last_log_id, last_membership, snapshot_id: "t".into() }
     }
 
     #[test]
     fn write_then_load_round_trips() {
         let (dir, store) = store_with(50);
-        let txn = store.read_owned().unwrap();
-        let meta = meta_of(&store, &txn);
-        let path = write(dir.path(), &store, &txn, &meta).unwrap();
-        drop(txn);
+        let view = store.view().unwrap();
+        let meta = meta_of(&view);
+        let path = write(dir.path(), &view, &meta).unwrap();
+        drop(view);
         assert!(path.ends_with(file_name(50)));
-        let other = KvStore::open(&dir.path().join("sm2"), 1 << 26).unwrap().0;
+        let other = KvStore::open(&dir.path().join("sm2"), 1 << 26, Default::default()).unwrap().0;
         assert_eq!(load(&path, &other).unwrap(), meta);
         for k in 0..50u8 {
             assert_eq!(other.read(&[k]).unwrap(), store.read(&[k]).unwrap());
@@ -335,8 +328,8 @@ mod tests {
     #[test]
     fn any_flipped_byte_is_caught() {
         let (dir, store) = store_with(5);
-        let txn = store.read_owned().unwrap();
-        let path = write(dir.path(), &store, &txn, &meta_of(&store, &txn)).unwrap();
+        let view = store.view().unwrap();
+        let path = write(dir.path(), &view, &meta_of(&view)).unwrap();
         let good = fs::read(&path).unwrap();
         for i in 0..good.len() {
             let mut bad = good.clone();
@@ -352,10 +345,10 @@ mod tests {
     fn retain_keeps_the_newest() {
         let (dir, store) = store_with(1);
         for i in [5u64, 9, 12, 20] {
-            let txn = store.read_owned().unwrap();
-            let mut meta = meta_of(&store, &txn);
+            let view = store.view().unwrap();
+            let mut meta = meta_of(&view);
             meta.last_log_id = Some(LogId::new(openraft::CommittedLeaderId::new(1, 0), i));
-            write(dir.path(), &store, &txn, &meta).unwrap();
+            write(dir.path(), &view, &meta).unwrap();
         }
         assert_eq!(retain(dir.path(), 3).unwrap(), Some(9));
         let left: Vec<u64> = list(dir.path()).unwrap().iter().map(|f| f.index).collect();
