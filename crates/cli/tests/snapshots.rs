@@ -155,3 +155,46 @@ async fn a_corrupt_store_is_set_aside_and_rebuilt() {
     assert!(aside, "the corrupt store was not kept for inspection");
     assert_eq!(client_state(&server.client()).await, before);
 }
+
+/// `ringkv verify` must not pass a tampered directory: one flipped byte in
+/// the newest snapshot, or in the middle of the log, is reported and the
+/// command fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_on_a_tampered_data_dir() {
+    let mut server =
+        Server::start(&["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]).await;
+    let client = server.client();
+    for i in 0..300u64 {
+        assert_eq!(client.set(&BigInt::from(i), 1, format!("{i}")).await.unwrap().outcome, Outcome::Success);
+    }
+    server.stop();
+    let dir = server.data_dir.display().to_string();
+    let (code, out, err) = ringkv(&["verify", "--data-dir", &dir]);
+    assert_eq!(code, 0, "the untouched dir fails: {err}{out}");
+
+    let flip = |path: &std::path::Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(path, bytes).unwrap();
+    };
+    let snapshot = server.snapshot_files().pop().expect("a snapshot");
+    let good = std::fs::read(&snapshot).unwrap();
+    flip(&snapshot);
+    let (code, out, err) = ringkv(&["verify", "--data-dir", &dir]);
+    assert_ne!(code, 0, "a flipped byte in {} passed verify: {out}", snapshot.display());
+    assert!(err.contains("corrupt"), "the report does not say what is wrong: {err}");
+    std::fs::write(&snapshot, good).unwrap();
+
+    let mut logs: Vec<_> = std::fs::read_dir(&server.data_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
+        .collect();
+    logs.sort();
+    flip(logs.first().expect("a log segment"));
+    let (code, out, err) = ringkv(&["verify", "--data-dir", &dir]);
+    assert_ne!(code, 0, "a flipped byte in the log passed verify: {out}");
+    assert!(!err.is_empty(), "no reason given");
+}

@@ -24,3 +24,19 @@ pub(crate) mod service;
 pub mod sm;
 pub mod verify;
 pub(crate) mod write_batch;
+
+// The deliberately broken build exists to prove the fault harness catches
+// it; a release binary with it would be a database that serves stale
+// reads. Only debug (test) builds may carry it.
+#[cfg(all(feature = "broken-stale-reads", not(debug_assertions)))]
+compile_error!("the broken-stale-reads feature is for the fault harness's tests only: build it without --release");
+
+/// The version status reports; a deliberately broken build says so.
+pub fn build_version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    if cfg!(feature = "broken-stale-reads") {
+        format!("{version} BROKEN BUILD (broken-stale-reads: stale reads on purpose)")
+    } else {
+        version.to_owned()
+    }
+}

@@ -53,7 +53,7 @@ impl Admin for AdminService {
             snapshot_index: m.snapshot.map_or(0, |id| id.index),
             purged_index: m.purged.map_or(0, |id| id.index),
             members,
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::build_version(),
             position: self.router.position() as u32,
             alarms: self.node.alarms(),
             ..Default::default()
