@@ -152,11 +152,12 @@ pub fn check(records: &[Record], budget: Budget) -> Vec<KeyVerdict> {
     let verdicts = Mutex::new(Vec::with_capacity(keys.len()));
     std::thread::scope(|s| {
         for _ in 0..budget.threads.clamp(1, keys.len().max(1)) {
-            s.spawn(|| loop {
-                let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                let (key, ops) = &keys[i];
-                let v = check_key(*key, ops, budget.per_key);
-                verdicts.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+            s.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (key, ops) = &keys[i];
+                    let v = check_key(*key, ops, budget.per_key);
+                    verdicts.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                }
             });
         }
     });
