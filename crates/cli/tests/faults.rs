@@ -17,7 +17,7 @@ const SEED: &str = "7";
 const DURATION: &str = "20";
 /// Operations per hot key: small enough that a 20 s run of a debug build
 /// uses several generations of keys.
-const OPS_PER_KEY: &str = "400";
+const OPS_PER_KEY: &str = "250";
 
 fn broken_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("RINGKV_BROKEN_BIN") {

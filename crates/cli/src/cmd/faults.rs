@@ -29,7 +29,8 @@ client talking to one replica, plus one reader per replica that never moves
 (so a deposed leader keeps being asked). After OPS_PER_KEY operations a hot
 key is retired and a fresh one takes its place (independent keys, as in
 Jepsen), so each key's history stays short however long the run; LONG_KEYS
-long-lived keys get LONG_OPS operations each, spread over the whole run.
+long-lived keys get LONG_OPS operations each, spread over the whole run
+(never more than one operation in 20).
 Every operation is recorded: its invocation and return time and its answer,
 or `indeterminate` when it got none within --op-timeout (it may or may not
 have taken effect). Meanwhile the nemesis injects faults on a schedule
