@@ -214,3 +214,32 @@ async fn converge(cluster: &mut Cluster) -> Convergence {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::{KeyVerdict, Progress, Verdict};
+
+    #[test]
+    fn an_undecided_key_is_a_violation_that_names_it_and_how_far_the_search_got() {
+        let budget = checker::Budget { per_key: Duration::from_secs(30), threads: 2 };
+        let progress = Progress { linearized: 1234, answered: 2001, frontier_ns: Some(12_345_000_000) };
+        let k = KeyVerdict {
+            key: workload::LONG_LIVED + 2,
+            ops: 2001,
+            verdict: Verdict::Unknown,
+            states: 5_400_000,
+            progress: Some(progress),
+            witness: Vec::new(),
+            culprit: None,
+            millis: 30_000,
+        };
+        let v = key_violation(&k, &budget).expect("a violation");
+        assert!(v.starts_with("key L2: undecided"), "{v}");
+        assert!(v.contains("5400000 states explored"), "{v}");
+        assert!(v.contains("at most 1234 of 2001 answered operations linearized"), "{v}");
+        assert!(v.contains("explained up to 12.345 s"), "{v}");
+        let fine = KeyVerdict { verdict: Verdict::Linearizable, progress: None, ..k };
+        assert_eq!(key_violation(&fine, &budget), None);
+    }
+}
