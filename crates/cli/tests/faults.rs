@@ -1,7 +1,9 @@
 //! The fault harness can fail: a deliberately broken server (feature
 //! `broken-stale-reads` of ringkv-server: a leader answers reads without
 //! read-index) is caught by the partition scenario, while the real server
-//! passes the same schedule (same seed).
+//! passes the same schedule (same seed). Both runs move to fresh keys every
+//! few hundred operations, as long runs do every 2,000: the violation must
+//! show in a short history of its own.
 //!
 //! The broken binary comes from `RINGKV_BROKEN_BIN` (scripts/test builds it
 //! cheaply in the main target dir); without it, this test builds it into
@@ -13,6 +15,9 @@ use ringkv_testkit::exe::{self, Output};
 
 const SEED: &str = "7";
 const DURATION: &str = "20";
+/// Operations per hot key: small enough that a 20 s run of a debug build
+/// uses several generations of keys.
+const OPS_PER_KEY: &str = "250";
 
 fn broken_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("RINGKV_BROKEN_BIN") {
@@ -32,13 +37,41 @@ fn broken_binary() -> PathBuf {
 
 fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
     let out = out.display().to_string();
-    let args = ["faults", "--scenario", "partition", "--duration", DURATION, "--seed", SEED, "--out", &out];
+    let args = [
+        "faults",
+        "--scenario",
+        "partition",
+        "--duration",
+        DURATION,
+        "--seed",
+        SEED,
+        "--ops-per-key",
+        OPS_PER_KEY,
+        "--out",
+        &out,
+    ];
     exe::run(bin, args.iter().chain(extra)).expect("run ringkv faults")
 }
 
 fn report(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
     serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+/// A key of report.json as the report names it: long-lived keys are `L<i>`
+/// (ids from 2³¹).
+fn key_name(k: &serde_json::Value) -> String {
+    match k["key"].as_u64().unwrap() {
+        id if id >= 1 << 31 => format!("L{}", id - (1 << 31)),
+        id => id.to_string(),
+    }
+}
+
+/// The most operations a key can have: its share of the workload's, and
+/// the final read.
+fn max_ops(k: &serde_json::Value) -> u64 {
+    let share = if key_name(k).starts_with('L') { 1000 } else { OPS_PER_KEY.parse().unwrap() };
+    share + 1
 }
 
 #[test]
@@ -51,9 +84,15 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     assert_eq!(run.code, 3, "the broken build was not caught:\n{stdout}\n{}", run.stderr);
     let r = report(&out);
     assert_eq!(r["pass"], false);
-    let stale = r["checked"].as_array().unwrap().iter().filter(|k| k["verdict"] == "not_linearizable").count();
-    assert!(stale > 0, "caught, but not by the linearizability checker:\n{stdout}");
+    let stale: Vec<&serde_json::Value> =
+        r["checked"].as_array().unwrap().iter().filter(|k| k["verdict"] == "not_linearizable").collect();
+    assert!(!stale.is_empty(), "caught, but not by the linearizability checker:\n{stdout}");
     assert!(stdout.contains("a failing sub-history"), "no readable witness:\n{stdout}");
+    // The witness is short and names its key, whose history is bounded.
+    let k = stale[0];
+    assert!(stdout.contains(&format!("key {}: a failing sub-history", key_name(k))), "{stdout}");
+    assert!(k["witness"].as_array().unwrap().len() <= 100, "{k}");
+    assert!(k["ops"].as_u64().unwrap() <= max_ops(k), "{k}");
     // The recorded history alone says the same, offline.
     let history = out.join("history.jsonl").display().to_string();
     let check = exe::run(&broken, ["faults", "--check", &history]).unwrap();
@@ -69,6 +108,18 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let r = report(&out);
     assert!(r["faults"].as_array().unwrap().len() >= 2, "too few faults to mean anything:\n{stdout}");
     assert!(r["totals"]["ok"].as_u64().unwrap() > 300, "too few operations:\n{stdout}");
+    // Fresh keys over time, each checked on its own with its cost shown,
+    // and the long-lived ones used throughout.
+    let checked = r["checked"].as_array().unwrap();
+    assert!(checked.len() > 5 + 3, "the workload never moved to fresh keys:\n{stdout}");
+    for k in checked {
+        assert!(k["ops"].as_u64().unwrap() <= max_ops(k), "{k}");
+        assert!(k["states"].as_u64().is_some() && k["millis"].as_u64().is_some(), "{k}");
+    }
+    let long = checked.iter().filter(|k| key_name(k).starts_with('L')).count();
+    assert_eq!(long, 3, "the long-lived keys:\n{stdout}");
+    assert!(r["check"]["millis"].as_u64().is_some(), "the check's cost: {}", r["check"]);
+    assert!(stdout.contains("states explored"), "{stdout}");
 }
 
 #[test]

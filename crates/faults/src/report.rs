@@ -1,9 +1,10 @@
 //! What a run says: the seed and settings, the faults with their times,
-//! operation counts by outcome, the checker's verdict per key and, for a
-//! violation, a small failing sub-history in readable form; then whether
-//! the replicas converged and every restarted process recovered.
-//! Written as `report.txt` (also printed), `report.json`, `history.jsonl`
-//! and `timeline.html`.
+//! operation counts by outcome, the checker's verdict and cost per key
+//! (operations, states explored, time) and, for a violation, a small
+//! failing sub-history in readable form; then whether the replicas
+//! converged and every restarted process recovered. Written as
+//! `report.txt` (every key), `report.json`, `history.jsonl` and
+//! `timeline.html`; printed without the per-key table's ordinary rows.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,7 +16,35 @@ use crate::checker::{KeyVerdict, Verdict};
 use crate::history::{self, Record};
 use crate::nemesis::{FaultEvent, Scenario};
 use crate::run::RunSpec;
+use crate::workload::{KeyName, LONG_LIVED};
 use crate::FaultsError;
+
+/// How long the parts of a run took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Timing {
+    /// The workload and the faults.
+    pub workload_ns: u64,
+    /// The linearizability check, all keys (wall time).
+    pub check_millis: u64,
+    /// From the workload's end to the verdict: settling, final reads,
+    /// convergence and the check.
+    pub after_workload_millis: u64,
+}
+
+/// What the check cost, all keys together.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckCost {
+    pub keys: usize,
+    pub threads: usize,
+    pub budget_per_key_secs: f64,
+    pub millis: u64,
+    pub after_workload_millis: u64,
+    pub states: u64,
+    /// The most operations, states and milliseconds of any one key.
+    pub max_ops: usize,
+    pub max_states: u64,
+    pub max_millis: u64,
+}
 
 /// Where the group ended up.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +75,12 @@ pub struct Report {
     pub seed: u64,
     pub duration_secs: f64,
     pub clients: usize,
-    pub keys: u32,
+    /// Hot keys at a time, operations on each before fresh ones.
+    pub hot_keys: u32,
+    pub ops_per_key: u64,
+    /// Long-lived keys, operations on each over the run.
+    pub long_keys: u32,
+    pub long_ops: u64,
     pub replicas: usize,
     pub max_faulty: usize,
     pub binary: String,
@@ -54,6 +88,7 @@ pub struct Report {
     /// op → outcome kind → count.
     pub counts: BTreeMap<String, BTreeMap<String, usize>>,
     pub totals: BTreeMap<String, usize>,
+    pub check: CheckCost,
     pub checked: Vec<KeyVerdict>,
     pub convergence: Convergence,
     pub violations: Vec<String>,
@@ -70,7 +105,7 @@ impl Report {
         checked: Vec<KeyVerdict>,
         convergence: Convergence,
         violations: Vec<String>,
-        workload_ns: u64,
+        timing: Timing,
     ) -> Report {
         let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         let mut totals: BTreeMap<String, usize> = BTreeMap::new();
@@ -83,12 +118,26 @@ impl Report {
             .filter(|k| k.verdict == Verdict::NotLinearizable)
             .map(|k| (k.key, witness_lines(records, k)))
             .collect();
+        let check = CheckCost {
+            keys: checked.len(),
+            threads: spec.check_threads,
+            budget_per_key_secs: spec.check_budget.as_secs_f64(),
+            millis: timing.check_millis,
+            after_workload_millis: timing.after_workload_millis,
+            states: checked.iter().map(|k| k.states).sum(),
+            max_ops: checked.iter().map(|k| k.ops).max().unwrap_or(0),
+            max_states: checked.iter().map(|k| k.states).max().unwrap_or(0),
+            max_millis: checked.iter().map(|k| k.millis).max().unwrap_or(0),
+        };
         Report {
             scenario: spec.scenario,
             seed: spec.seed,
-            duration_secs: workload_ns as f64 / 1e9,
+            duration_secs: timing.workload_ns as f64 / 1e9,
             clients: spec.clients,
-            keys: spec.keys,
+            hot_keys: spec.keys,
+            ops_per_key: spec.ops_per_key,
+            long_keys: spec.long_keys,
+            long_ops: spec.long_ops,
             replicas: spec.replicas,
             max_faulty: spec.max_faulty,
             binary: spec.exe.display().to_string(),
@@ -96,6 +145,7 @@ impl Report {
             counts,
             totals,
             pass: violations.is_empty(),
+            check,
             checked,
             convergence,
             violations,
@@ -109,17 +159,27 @@ impl Report {
         history::write_jsonl(&dir.join("history.jsonl"), records)?;
         let json = serde_json::to_string_pretty(self).map_err(|e| io("report.json")(e.into()))?;
         std::fs::write(dir.join("report.json"), json).map_err(io("report.json"))?;
-        std::fs::write(dir.join("report.txt"), self.text()).map_err(io("report.txt"))?;
+        std::fs::write(dir.join("report.txt"), self.text(true)).map_err(io("report.txt"))?;
         std::fs::write(dir.join("timeline.html"), crate::timeline::html(self, records)).map_err(io("timeline.html"))?;
         Ok(())
     }
 
-    /// The readable report.
-    pub fn text(&self) -> String {
+    /// The readable report; `every_key`: one row per key in the check's
+    /// table, else only the long-lived keys, those that failed and the
+    /// costliest few.
+    pub fn text(&self, every_key: bool) -> String {
         let mut t = String::new();
         let verdict = if self.pass { "PASS" } else { "FAIL" };
-        let _ = writeln!(t, "ringkv faults: scenario {:?}, seed {}, {:.0} s, {} replicas, {} clients, {} keys, at most {} faulty at once",
-            self.scenario, self.seed, self.duration_secs, self.replicas, self.clients, self.keys, self.max_faulty);
+        let _ = writeln!(
+            t,
+            "ringkv faults: scenario {:?}, seed {}, {:.0} s, {} replicas, {} clients, at most {} faulty at once",
+            self.scenario, self.seed, self.duration_secs, self.replicas, self.clients, self.max_faulty
+        );
+        let _ = writeln!(
+            t,
+            "keys: {} hot at a time, each for {} operations, then fresh ones; {} long-lived (L*), {} operations each over the run",
+            self.hot_keys, self.ops_per_key, self.long_keys, self.long_ops
+        );
         let _ = writeln!(t, "servers: {}", self.binary);
         let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for f in &self.faults {
@@ -145,14 +205,17 @@ impl Report {
         for (op, c) in &self.counts {
             let _ = writeln!(t, "  {op:<11} {}", join_counts(c));
         }
-        let _ = writeln!(t, "\nlinearizability, per key:");
-        for k in &self.checked {
-            let _ = writeln!(t, "  key {:>3}: {:?} ({} operations checked, {} ms)", k.key, k.verdict, k.ops, k.millis);
-        }
-        for (key, lines) in &self.witnesses {
+        self.check_text(&mut t, every_key);
+        for (shown, (&key, lines)) in self.witnesses.iter().enumerate() {
+            if shown == WITNESSES_SHOWN {
+                let more = self.witnesses.len() - shown;
+                let _ = writeln!(t, "\n({more} more failing keys' sub-histories in report.json)");
+                break;
+            }
             let _ = writeln!(
                 t,
-                "\nkey {key}: a failing sub-history (times in seconds; * marks the operation that cannot be placed):"
+                "\nkey {}: a failing sub-history (times in seconds; * marks the operation that cannot be placed):",
+                KeyName(key)
             );
             for l in lines {
                 let _ = writeln!(t, "  {l}");
@@ -183,6 +246,80 @@ impl Report {
         t
     }
 }
+
+impl Report {
+    /// The check's summary and its table of keys.
+    fn check_text(&self, t: &mut String, every_key: bool) {
+        let c = &self.check;
+        let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
+        for k in &self.checked {
+            *verdicts.entry(verdict_name(k.verdict)).or_default() += 1;
+        }
+        let verdicts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+        let _ = writeln!(
+            t,
+            "\nlinearizability: {} keys checked on {} threads in {:.1} s (budget {:.0} s per key), {:.1} s after the workload ended: {}",
+            c.keys,
+            c.threads,
+            c.millis as f64 / 1e3,
+            c.budget_per_key_secs,
+            c.after_workload_millis as f64 / 1e3,
+            verdicts.join(", ")
+        );
+        let _ = writeln!(
+            t,
+            "  per key at most: {} operations, {} states explored, {} ms; {} states in all",
+            c.max_ops, c.max_states, c.max_millis, c.states
+        );
+        let shown: Vec<&KeyVerdict> = if every_key {
+            self.checked.iter().collect()
+        } else {
+            let mut costly: Vec<&KeyVerdict> = self.checked.iter().collect();
+            costly.sort_by_key(|k| std::cmp::Reverse((k.millis, k.states)));
+            let costly: Vec<u32> = costly.iter().take(COSTLIEST_SHOWN).map(|k| k.key).collect();
+            self.checked
+                .iter()
+                .filter(|k| k.key >= LONG_LIVED || k.verdict != Verdict::Linearizable || costly.contains(&k.key))
+                .collect()
+        };
+        let _ = writeln!(t, "  {:>10} {:>6} {:>10} {:>7}  verdict", "key", "ops", "states", "ms");
+        for k in &shown {
+            let _ = write!(
+                t,
+                "  {:>10} {:>6} {:>10} {:>7}  {}",
+                KeyName(k.key).to_string(),
+                k.ops,
+                k.states,
+                k.millis,
+                verdict_name(k.verdict)
+            );
+            if let Some(p) = k.progress {
+                let _ = write!(t, " ({p})");
+            }
+            let _ = writeln!(t);
+        }
+        if shown.len() < self.checked.len() {
+            let _ = writeln!(
+                t,
+                "  (long-lived, failing and the {COSTLIEST_SHOWN} costliest keys shown; every key in report.txt)"
+            );
+        }
+    }
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Linearizable => "linearizable",
+        Verdict::NotLinearizable => "NOT LINEARIZABLE",
+        Verdict::Unknown => "UNDECIDED",
+    }
+}
+
+/// Keys shown for their cost in the printed report.
+const COSTLIEST_SHOWN: usize = 5;
+
+/// Failing keys whose sub-history the text shows (report.json has all).
+const WITNESSES_SHOWN: usize = 3;
 
 fn join_counts(c: &BTreeMap<String, usize>) -> String {
     c.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")

@@ -14,8 +14,8 @@ use ringkv_testkit::{Cluster, ClusterSpec};
 use crate::checker;
 use crate::history::{self, Op, Record};
 use crate::nemesis::{self, NemesisSpec, Scenario};
-use crate::report::{Convergence, ReplicaEnd, Report};
-use crate::workload::{self, WorkloadSpec};
+use crate::report::{Convergence, ReplicaEnd, Report, Timing};
+use crate::workload::{self, KeyName, WorkloadSpec};
 use crate::FaultsError;
 
 /// Everything a run needs.
@@ -25,12 +25,20 @@ pub struct RunSpec {
     pub duration: Duration,
     pub seed: u64,
     pub clients: usize,
+    /// Hot keys in use at once.
     pub keys: u32,
+    /// Operations on a hot key before the workload moves to a fresh one.
+    pub ops_per_key: u64,
+    /// Long-lived keys, and the operations on each over the whole run.
+    pub long_keys: u32,
+    pub long_ops: u64,
     pub replicas: usize,
     pub max_faulty: usize,
     pub op_timeout: Duration,
-    /// Time the checker may take, all keys together.
+    /// Time the checker may take on one key.
     pub check_budget: Duration,
+    /// Keys checked at once.
+    pub check_threads: usize,
     /// Where the artifacts (and, under `data/`, the servers' directories)
     /// go.
     pub out: PathBuf,
@@ -65,8 +73,16 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
         .collect::<Result<Vec<SocketAddr>, _>>()?;
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let workload_spec =
-        WorkloadSpec { clients: spec.clients, keys: spec.keys, op_timeout: spec.op_timeout, seed: spec.seed };
+    let workload_spec = WorkloadSpec {
+        clients: spec.clients,
+        keys: spec.keys,
+        ops_per_key: spec.ops_per_key,
+        long_keys: spec.long_keys,
+        long_ops: spec.long_ops,
+        duration: spec.duration,
+        op_timeout: spec.op_timeout,
+        seed: spec.seed,
+    };
     let clients = {
         let (stop, addrs) = (stop.clone(), addrs.clone());
         tokio::spawn(async move { workload::run(&workload_spec, &addrs, start, stop).await })
@@ -86,15 +102,16 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
     };
     let faults = faults?;
     let workload_ns = start.elapsed().as_nanos() as u64;
+    let workload_end = Instant::now();
 
     let mut violations = Vec::new();
     if let Err(e) = cluster.wait_ready(SETTLE).await {
         violations.push(format!("the group did not recover after the faults were repaired: {e}"));
     }
-    let final_reads = final_reads(&addrs, spec, start).await;
+    let final_reads = final_reads(&addrs, spec, &records, start).await;
     for r in &final_reads {
         if !matches!(r.outcome, history::Outcome::Ok { .. }) {
-            violations.push(format!("final read of key {} got no answer: {}", r.key, r.outcome));
+            violations.push(format!("final read of key {} got no answer: {}", KeyName(r.key), r.outcome));
         }
     }
     records.extend(final_reads);
@@ -110,23 +127,18 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
     }
     cluster.stop(ringkv_testkit::cluster::STOP_GRACE);
 
-    let budget = spec.check_budget;
-    let checked = {
-        let records = records.clone();
-        tokio::task::spawn_blocking(move || checker::check(&records, budget))
-            .await
-            .map_err(|e| FaultsError::Cluster(format!("the checker failed: {e}")))?
+    let budget = checker::Budget { per_key: spec.check_budget, threads: spec.check_threads };
+    let check_started = Instant::now();
+    let (checked, records) = tokio::task::spawn_blocking(move || (checker::check(&records, budget), records))
+        .await
+        .map_err(|e| FaultsError::Cluster(format!("the checker failed: {e}")))?;
+    let timing = Timing {
+        workload_ns,
+        check_millis: check_started.elapsed().as_millis() as u64,
+        after_workload_millis: workload_end.elapsed().as_millis() as u64,
     };
-    for k in &checked {
-        match k.verdict {
-            checker::Verdict::Linearizable => {}
-            checker::Verdict::NotLinearizable => violations.push(format!("key {}: not linearizable", k.key)),
-            checker::Verdict::Unknown => {
-                violations.push(format!("key {}: no verdict within the checker's budget ({budget:?})", k.key))
-            }
-        }
-    }
-    let report = Report::new(spec, faults, &records, checked, convergence, violations, workload_ns);
+    violations.extend(checked.iter().filter_map(|k| key_violation(k, &budget)));
+    let report = Report::new(spec, faults, &records, checked, convergence, violations, timing);
     report.write(&spec.out, &records)?;
     if report.pass && !spec.keep_data {
         let _ = std::fs::remove_dir_all(&data);
@@ -134,16 +146,34 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
     Ok(report)
 }
 
-/// After the faults: every key read once (linearizable, with a long
-/// deadline) by a client of its own; these reads join the history, so an
-/// acknowledged write that went missing makes it non-linearizable.
-async fn final_reads(addrs: &[SocketAddr], spec: &RunSpec, start: Instant) -> Vec<Record> {
+/// What a key's verdict adds to the run's violations.
+fn key_violation(k: &checker::KeyVerdict, budget: &checker::Budget) -> Option<String> {
+    let key = KeyName(k.key);
+    match k.verdict {
+        checker::Verdict::Linearizable => None,
+        checker::Verdict::NotLinearizable => Some(format!("key {key}: not linearizable ({} operations)", k.ops)),
+        checker::Verdict::Unknown => Some(format!(
+            "key {key}: undecided within the checker's budget of {:?} per key ({} operations, {} states explored; {})",
+            budget.per_key,
+            k.ops,
+            k.states,
+            k.progress.map_or_else(|| "no progress recorded".into(), |p| p.to_string())
+        )),
+    }
+}
+
+/// After the faults: every key the workload used, retired hot keys and
+/// long-lived ones, read once (linearizable, with a long deadline) by a
+/// client of its own; these reads join the history, so an acknowledged
+/// write that went missing makes it non-linearizable.
+async fn final_reads(addrs: &[SocketAddr], spec: &RunSpec, records: &[Record], start: Instant) -> Vec<Record> {
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     let opts = ClientOptions { timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(1), ring: false };
     let Ok(client) = Client::new(&list.join(","), opts) else { return Vec::new() };
+    let keys: std::collections::BTreeSet<u32> = records.iter().map(|r| r.key).collect();
+    let who = (spec.clients + spec.replicas) as u32;
     let mut out = Vec::new();
-    for key in 0..spec.keys {
-        let who = (spec.clients + spec.replicas) as u32;
+    for key in keys {
         out.push(workload::perform(&client, who, key, Op::Get, start).await);
     }
     out
@@ -182,5 +212,34 @@ async fn converge(cluster: &mut Cluster) -> Convergence {
             return Convergence { identical, detail, replicas: ends };
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::{KeyVerdict, Progress, Verdict};
+
+    #[test]
+    fn an_undecided_key_is_a_violation_that_names_it_and_how_far_the_search_got() {
+        let budget = checker::Budget { per_key: Duration::from_secs(30), threads: 2 };
+        let progress = Progress { linearized: 1234, answered: 2001, frontier_ns: Some(12_345_000_000) };
+        let k = KeyVerdict {
+            key: workload::LONG_LIVED + 2,
+            ops: 2001,
+            verdict: Verdict::Unknown,
+            states: 5_400_000,
+            progress: Some(progress),
+            witness: Vec::new(),
+            culprit: None,
+            millis: 30_000,
+        };
+        let v = key_violation(&k, &budget).expect("a violation");
+        assert!(v.starts_with("key L2: undecided"), "{v}");
+        assert!(v.contains("5400000 states explored"), "{v}");
+        assert!(v.contains("at most 1234 of 2001 answered operations linearized"), "{v}");
+        assert!(v.contains("explained up to 12.345 s"), "{v}");
+        let fine = KeyVerdict { verdict: Verdict::Linearizable, progress: None, ..k };
+        assert_eq!(key_violation(&fine, &budget), None);
     }
 }

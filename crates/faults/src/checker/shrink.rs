@@ -25,7 +25,7 @@ pub struct Witness {
 }
 
 fn fails(ops: &[Operation], deadline: Instant) -> bool {
-    search(ops, deadline) == Found::NotLinearizable
+    search(ops, deadline).found == Found::NotLinearizable
 }
 
 /// The history cut just after time `t`.
