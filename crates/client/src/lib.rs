@@ -197,7 +197,10 @@ impl Client {
 
     /// Attempts until an answer, a non-retryable error, or the timeout. An
     /// attempt gets a share of the time left, so that one lost to a dead
-    /// connection leaves room for another.
+    /// connection leaves room for another. When time runs out on an attempt
+    /// that hung after others were refused (a channel waiting to reconnect
+    /// to a server that refuses), the refusal is what the caller is told:
+    /// UNAVAILABLE says more than "no answer in time".
     async fn retrying<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
     where
         T: Keyed + Clone,
@@ -207,6 +210,7 @@ impl Client {
         let deadline = Instant::now() + self.opts.timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut tries = 0;
+        let mut refused = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = left.min(self.opts.timeout.div_f64(3.0).max(ATTEMPT_MIN));
@@ -233,7 +237,13 @@ impl Client {
                 routing.failed(t);
             }
             if !retryable || Instant::now() + backoff >= deadline {
-                return Err(err);
+                return Err(match (err, refused) {
+                    (ClientError::Timeout, Some(unavailable)) => unavailable,
+                    (err, _) => err,
+                });
+            }
+            if err.is_unavailable() {
+                refused = Some(err);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
