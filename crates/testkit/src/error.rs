@@ -14,7 +14,7 @@ pub enum TestkitError {
         source: std::io::Error,
     },
     /// A process exited by itself, or never got ready.
-    #[error("{name} {why}; last log line: {last_line} (log: {})", log.display())]
+    #[error("{name} {why}; last log lines: {last_line} (log: {})", log.display())]
     Process { name: String, why: String, last_line: String, log: PathBuf },
     /// A condition did not hold within its deadline.
     #[error("timed out after {secs:.1} s waiting for {what}")]
@@ -32,13 +32,37 @@ impl TestkitError {
     }
 
     /// Whether a server could not bind its port (another process took the
-    /// free port between choosing and binding it): worth a retry.
+    /// free port between choosing and binding it): worth a retry. The whole
+    /// log is searched: the bind error is not always its last line (Raft,
+    /// already started, may log its own shutdown after it).
     pub fn is_port_taken(&self) -> bool {
+        let taken = |text: &str| text.contains("cannot listen") || text.contains("Address already in use");
         match self {
-            TestkitError::Process { last_line, .. } => {
-                last_line.contains("cannot listen") || last_line.contains("Address already in use")
+            TestkitError::Process { last_line, log, .. } => {
+                taken(last_line) || std::fs::read_to_string(log).is_ok_and(|text| taken(&text))
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_error_anywhere_in_the_log_is_a_taken_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, "starting\nError: cannot listen on 127.0.0.1:7070\nERROR openraft: channel closed\n")
+            .unwrap();
+        let exited = |log: PathBuf| TestkitError::Process {
+            name: "replica".into(),
+            why: "exited".into(),
+            last_line: "ERROR openraft: channel closed".into(),
+            log,
+        };
+        assert!(exited(log).is_port_taken());
+        assert!(!exited(dir.path().join("missing.log")).is_port_taken());
     }
 }

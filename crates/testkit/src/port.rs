@@ -4,10 +4,25 @@ use std::net::TcpListener;
 
 use crate::TestkitError;
 
+/// Where `free_port` looks first: below Linux's default ephemeral range
+/// (32768–60999), from which the kernel picks the local port of every
+/// outgoing connection. A port chosen inside it can be taken by one of the
+/// many connections a ring's replicas open to each other before its server
+/// binds it (seen in CI: a 12-replica ring start).
+const QUIET_PORTS: std::ops::Range<u16> = 10_000..32_768;
+
 /// A loopback port that was free a moment ago (bound, read, released).
 /// Another process can take it before the server binds it: starters retry
 /// with new ports when a server says it cannot listen.
 pub fn free_port() -> Result<u16, TestkitError> {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..100 {
+        let port = rng.random_range(QUIET_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").map_err(TestkitError::io("cannot bind a free port"))?;
     Ok(listener.local_addr().map_err(TestkitError::io("cannot read a bound port"))?.port())
 }

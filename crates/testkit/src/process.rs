@@ -161,7 +161,7 @@ impl Process {
         TestkitError::Process {
             name: self.name.clone(),
             why: why.into(),
-            last_line: self.last_log_line().unwrap_or_default(),
+            last_line: self.last_log_lines(3),
             log: self.log.clone(),
         }
     }
@@ -199,6 +199,15 @@ impl Process {
     /// Its whole log (empty if there is none yet).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` non-empty log lines, oldest first, joined by " | ": the
+    /// reason a process gave is not always its very last line.
+    pub fn last_log_lines(&self, n: usize) -> String {
+        let text = self.log();
+        let mut lines: Vec<&str> = text.lines().rev().map(str::trim).filter(|l| !l.is_empty()).take(n).collect();
+        lines.reverse();
+        lines.join(" | ")
     }
 
     /// The last non-empty line of its log: usually why it stopped.
