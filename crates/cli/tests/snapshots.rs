@@ -47,6 +47,18 @@ async fn client_state(client: &Client) -> BTreeMap<Vec<u8>, Value> {
     state
 }
 
+/// A server that snapshots every 2,000 bytes applied (no timer), holding
+/// keys 0..n (value: the key in decimal), and a client of it.
+async fn snapshotting_server_with(n: u64) -> (Server, Client) {
+    let server =
+        Server::start(&["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]).await;
+    let client = server.client();
+    for i in 0..n {
+        assert_eq!(client.set(&BigInt::from(i), 1, format!("{i}")).await.unwrap().outcome, Outcome::Success);
+    }
+    (server, client)
+}
+
 /// What `ringkv status --digest` says of the replica whose directory is
 /// verified (the first) once it has applied its whole log: (index, digest).
 async fn status_digest(server: &Server) -> (u64, String) {
@@ -103,12 +115,7 @@ async fn every_snapshot_is_the_state_at_its_index() {
 /// is kept back to the oldest snapshot, so that path is complete).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_store_is_rebuilt_from_snapshots_skipping_a_corrupt_one() {
-    let mut server =
-        Server::start(&["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]).await;
-    let client = server.client();
-    for i in 0..300u64 {
-        assert_eq!(client.set(&BigInt::from(i), 1, format!("{i}")).await.unwrap().outcome, Outcome::Success);
-    }
+    let (mut server, client) = snapshotting_server_with(300).await;
     let before = client_state(&client).await;
     server.stop();
     server.launch().await;
@@ -134,12 +141,7 @@ async fn a_lost_store_is_rebuilt_from_snapshots_skipping_a_corrupt_one() {
 /// named in the log, and rebuilt from the newest snapshot and the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_store_is_set_aside_and_rebuilt() {
-    let mut server =
-        Server::start(&["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]).await;
-    let client = server.client();
-    for i in 0..200u64 {
-        assert_eq!(client.set(&BigInt::from(i), 1, format!("{i}")).await.unwrap().outcome, Outcome::Success);
-    }
+    let (mut server, client) = snapshotting_server_with(200).await;
     let before = client_state(&client).await;
     server.stop();
     let file = server.data_dir.join("sm").join("data.mdb");
@@ -161,12 +163,7 @@ async fn a_corrupt_store_is_set_aside_and_rebuilt() {
 /// command fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_fails_on_a_tampered_data_dir() {
-    let mut server =
-        Server::start(&["--snapshot-log-bytes", "2000", "--snapshot-log-ratio", "0", "--snapshot-interval", "0"]).await;
-    let client = server.client();
-    for i in 0..300u64 {
-        assert_eq!(client.set(&BigInt::from(i), 1, format!("{i}")).await.unwrap().outcome, Outcome::Success);
-    }
+    let (mut server, _) = snapshotting_server_with(300).await;
     server.stop();
     let dir = server.data_dir.display().to_string();
     let (code, out, err) = ringkv(&["verify", "--data-dir", &dir]);

@@ -164,9 +164,13 @@ impl Node {
     /// space is short a leader proposes only deletes (`node/space.rs`); a
     /// follower passes writes on to its leader, whose disk decides.
     pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
-        if !req.cmd.is_delete() && self.leads().is_ok() {
+        if !req.cmd.is_delete() {
+            // The alarm first: two atomic loads, where `leads` clones
+            // openraft's metrics (only worth it when space is short).
             if let Some(alarm) = self.inner.space.alarm() {
-                return Err(NodeError::NoSpace(alarm));
+                if self.leads().is_ok() {
+                    return Err(NodeError::NoSpace(alarm));
+                }
             }
             self.inner.space.spend(req.cmd.weight());
         }
