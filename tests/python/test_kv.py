@@ -71,6 +71,33 @@ def test_test_and_set(pb, server):
     assert (r.value.version, r.value.timestamp, r.value.data) == (2, 2, b"two")
 
 
+def test_put_get_at_history_trim(pb, server):
+    kv, _ = pb
+    k = keys.encode(2**70 + 3)
+    r = server.Put(kv.PutRequest(key=k, timestamp=1, data=b"a"))
+    assert status_name(pb, r) == "STATUS_SUCCESS" and not r.HasField("value")
+    r = server.Put(kv.PutRequest(key=k, timestamp=2, data=b"b"))
+    assert status_name(pb, r) == "STATUS_SUCCESS" and (r.value.version, r.value.data) == (1, b"a")
+    r = server.GetAt(kv.GetAtRequest(key=k, version=1))
+    assert status_name(pb, r) == "STATUS_SUCCESS" and (r.value.timestamp, r.value.data) == (1, b"a")
+    r = server.GetAt(kv.GetAtRequest(key=k, version=9))
+    assert status_name(pb, r) == "STATUS_ERROR_WV" and r.value.version == 2
+    r = server.GetAt(kv.GetAtRequest(key=keys.encode(-999), version=1))
+    assert status_name(pb, r) == "STATUS_ERROR_NE" and not r.HasField("value")
+    h = server.History(kv.HistoryRequest(key=k))
+    assert status_name(pb, h) == "STATUS_SUCCESS"
+    assert [(v.version, v.data) for v in h.values] == [(2, b"b"), (1, b"a")]
+    r = server.Trim(kv.TrimRequest(key=k, keep=1))
+    assert status_name(pb, r) == "STATUS_SUCCESS" and r.value.version == 2
+    h = server.History(kv.HistoryRequest(key=k))
+    assert [v.version for v in h.values] == [2]
+    h = server.History(kv.HistoryRequest(key=keys.encode(-999)))
+    assert status_name(pb, h) == "STATUS_ERROR" and len(h.values) == 0
+    with pytest.raises(grpc.RpcError) as e:
+        server.Trim(kv.TrimRequest(key=k, keep=0))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 @pytest.mark.parametrize("bad", [b"", b"\x00\x01", b"\xff\x80"])
 def test_bad_keys_are_invalid_argument(pb, server, bad):
     kv, _ = pb

@@ -151,8 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Faults(args) => return faults::run(args.clone()).await,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
-            Ok(reply) if cli.json => println!("{}", output::json(&reply)),
-            Ok(reply) => println!("{}", output::readable(&reply)),
+            Ok(answer) if cli.json => println!("{}", answer.json()),
+            Ok(answer) => println!("{}", answer.readable()),
             Err(e @ ops::OpError::Client(_)) => {
                 eprintln!("ringkv: {}: {e}", cli.addr.join(","));
                 return Ok(ExitCode::from(e.exit_code()));

@@ -8,7 +8,7 @@
 //! text when they are valid UTF-8 (null otherwise, rather than a lossy
 //! guess).
 
-use ringkv_client::{Reply, Value};
+use ringkv_client::{History, Reply, Value};
 use serde_json::json;
 
 /// Longest data, in bytes, shown in full in readable output.
@@ -65,15 +65,34 @@ fn cut_text(s: &str, max: usize) -> &str {
 /// `{"status":"SUCCESS","value":{"version":…,"timestamp":…,"data":…,"data_hex":…}}`,
 /// with `value` null when the reply has none.
 pub fn json(reply: &Reply) -> String {
-    let value = reply.value.as_ref().map(|v| {
-        json!({
-            "version": v.version,
-            "timestamp": v.timestamp,
-            "data": std::str::from_utf8(&v.data).ok(),
-            "data_hex": hex::encode(&v.data),
-        })
-    });
-    json!({ "status": reply.outcome.to_string(), "value": value }).to_string()
+    json!({ "status": reply.outcome.to_string(), "value": reply.value.as_ref().map(value_json) }).to_string()
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    json!({
+        "version": v.version,
+        "timestamp": v.timestamp,
+        "data": std::str::from_utf8(&v.data).ok(),
+        "data_hex": hex::encode(&v.data),
+    })
+}
+
+/// Renders a history for people: the outcome, then one line per version,
+/// newest first.
+pub fn history_readable(history: &History) -> String {
+    let mut out = history.outcome.to_string();
+    for v in &history.versions {
+        out.push_str("\n  ");
+        out.push_str(&value_line(v));
+    }
+    out
+}
+
+/// Renders a history as one JSON object: `{"status":…,"versions":[…]}`,
+/// each version as in `json`, newest first.
+pub fn history_json(history: &History) -> String {
+    let versions: Vec<_> = history.versions.iter().map(value_json).collect();
+    json!({ "status": history.outcome.to_string(), "versions": versions }).to_string()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use rustyline::error::ReadlineError;
 
 use crate::cmd::ops::Op;
 use crate::cmd::ring::RingView;
-use crate::{output, signal};
+use crate::signal;
 use reader::Reader;
 
 const HELP: &str = "\
@@ -32,6 +32,10 @@ commands (KEY: decimal or 0x-hex integer, may be negative, any size;
   get KEY                         read                            e.g.  get 42
   del KEY [VERSION]               remove (only at VERSION)        e.g.  del 42 2
   tas KEY DATA VERSION [TIMESTAMP]  replace if at VERSION         e.g.  tas 42 \"hello again\" 1
+  put KEY DATA [TIMESTAMP]        insert or replace               e.g.  put 42 hi
+  at KEY VERSION                  read a kept version             e.g.  at 42 1
+  history KEY [--limit N]         the kept versions, newest first e.g.  history 42
+  trim KEY [KEEP]                 keep only the newest KEEP (1)   e.g.  trim 42
   (--version V and --timestamp T work too; TIMESTAMP defaults to now, in ms)
   status                          the ring and every replica's role, term and indexes
   COMMAND --help                  details of one command
@@ -121,8 +125,8 @@ impl Shell {
                 },
                 Action::Run(op) => tokio::select! {
                     result = op.run(client) => match result {
-                        Ok(reply) if json => println!("{}", output::json(&reply)),
-                        Ok(reply) => println!("{}", output::readable(&reply)),
+                        Ok(answer) if json => println!("{}", answer.json()),
+                        Ok(answer) => println!("{}", answer.readable()),
                         Err(e) => println!("error: {e}"),
                     },
                     _ = signal::interrupt() => println!("interrupted (a write may or may not have taken effect)"),

@@ -47,8 +47,19 @@ async fn bad_keys_are_refused_with_a_reason() {
         invalid_argument(
             raw.del_version(pb::DelVersionRequest { key: key.clone(), version: 1, ..Default::default() }).await,
         );
-        let tas = pb::TestAndSetRequest { key, timestamp: 1, data: Bytes::new(), version: 1, ..Default::default() };
+        let tas = pb::TestAndSetRequest {
+            key: key.clone(),
+            timestamp: 1,
+            data: Bytes::new(),
+            version: 1,
+            ..Default::default()
+        };
         invalid_argument(raw.test_and_set(tas).await);
+        invalid_argument(raw.put(pb::PutRequest { key: key.clone(), ..Default::default() }).await);
+        invalid_argument(raw.get_at(pb::GetAtRequest { key: key.clone(), ..Default::default() }).await);
+        invalid_argument(raw.trim(pb::TrimRequest { key: key.clone(), keep: 1, ..Default::default() }).await);
+        let history = raw.history(pb::HistoryRequest { key, ..Default::default() }).await;
+        assert_eq!(history.expect_err("bad key accepted").code(), tonic::Code::InvalidArgument);
     }
     // Nothing was written by the refused requests.
     let ok = server.client().get(&BigInt::from(0)).await.expect("server still serves");
@@ -75,6 +86,39 @@ async fn data_over_the_limit_is_refused_never_truncated() {
     assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
     let got = client.get(&key).await.unwrap().value.unwrap();
     assert_eq!((got.version, got.data.as_ref()), (1, &full[..]));
+}
+
+/// A key keeps its newest `max_versions` versions, readable one by one
+/// and as a history, newest first; trim and del drop them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_keeps_the_newest_max_versions() {
+    let server = Server::start(&["--max-versions", "4"]).await;
+    let client = server.client();
+    let key = BigInt::from(-77);
+    let absent = client.history(&key, 0).await.unwrap();
+    assert_eq!((absent.outcome, absent.versions.len()), (Outcome::Error, 0));
+    assert_eq!(client.set(&key, 1, "v1").await.unwrap().outcome, Outcome::Success);
+    for v in 2..=6i64 {
+        let replaced = client.put(&key, v, format!("v{v}")).await.unwrap();
+        assert_eq!((replaced.outcome, replaced.value.unwrap().version), (Outcome::Success, v - 1));
+    }
+    let versions = |h: &ringkv_client::History| h.versions.iter().map(|v| v.version).collect::<Vec<_>>();
+    let h = client.history(&key, 0).await.unwrap();
+    assert_eq!((h.outcome, versions(&h)), (Outcome::Success, vec![6, 5, 4, 3]), "the newest 4, newest first");
+    assert!(h.versions.iter().all(|v| v.data == format!("v{}", v.version) && v.timestamp == v.version));
+    assert_eq!(versions(&client.history(&key, 2).await.unwrap()), vec![6, 5]);
+    let dropped = client.get_at(&key, 2).await.unwrap();
+    assert_eq!((dropped.outcome, dropped.value.unwrap().version), (Outcome::ErrorWv, 6), "version 2 was dropped");
+    assert_eq!(client.get_at(&key, 4).await.unwrap().value.unwrap().data.as_ref(), b"v4");
+    let trimmed = client.trim(&key, 2).await.unwrap();
+    assert_eq!((trimmed.outcome, trimmed.value.unwrap().version), (Outcome::Success, 6));
+    assert_eq!(versions(&client.history(&key, 0).await.unwrap()), vec![6, 5]);
+    assert_eq!(client.test_and_set(&key, 7, "v7", 6).await.unwrap().outcome, Outcome::Success);
+    assert_eq!(versions(&client.history(&key, 0).await.unwrap()), vec![7, 6, 5]);
+    let err = client.trim(&key, 0).await.expect_err("trim to nothing");
+    assert!(matches!(err, ClientError::InvalidArgument(ref m) if m.contains("del")), "{err}");
+    assert_eq!(client.del(&key).await.unwrap().outcome, Outcome::Success);
+    assert_eq!(client.history(&key, 0).await.unwrap().outcome, Outcome::Error, "del removes every version");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

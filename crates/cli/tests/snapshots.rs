@@ -35,13 +35,13 @@ async fn churn(client: Client, writer: u64, ops: u64) {
 }
 
 /// Every key's wire bytes and value, as a client reads them.
-async fn client_state(client: &Client) -> BTreeMap<Vec<u8>, Value> {
+async fn client_state(client: &Client) -> BTreeMap<Vec<u8>, Vec<Value>> {
     let mut state = BTreeMap::new();
     for k in 0..KEYS {
         let key = BigInt::from(k);
-        let r = client.get(&key).await.unwrap();
-        if let (Outcome::Success, Some(v)) = (r.outcome, r.value) {
-            state.insert(ringkv_api::encode_key(&key), v);
+        let h = client.history(&key, 0).await.unwrap();
+        if h.outcome == Outcome::Success {
+            state.insert(ringkv_api::encode_key(&key), h.versions);
         }
     }
     state
@@ -96,7 +96,10 @@ async fn every_snapshot_is_the_state_at_its_index() {
         let checked = report["pairs_checked"].as_u64().unwrap();
         assert!(checked >= 1, "round {round}: no snapshot pair to check: {report}");
         pairs += checked;
-        let want = show(data_digest(seen.iter().map(|(k, v)| (k.as_slice(), v.version, v.timestamp, v.data.as_ref()))));
+        let want = show(data_digest(
+            seen.iter()
+                .map(|(k, h)| (k.as_slice(), h.iter().map(|v| (v.version, v.timestamp, v.data.as_ref())).collect())),
+        ));
         assert_eq!(report["data_digest"].as_str().unwrap(), want, "recovered state differs from what clients saw");
         assert_eq!(report["recovered_index"].as_u64().unwrap(), index, "{report}");
         assert_eq!(report["digest"].as_str().unwrap(), status, "verify and status disagree on the state at {index}");

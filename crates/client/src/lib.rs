@@ -37,7 +37,7 @@ pub use error::ClientError;
 pub use ring::RouteStats;
 use ring::{Keyed, Routing, Stats};
 use session::{Tagged, WriteSession};
-pub use types::{Outcome, Reply, Value};
+pub use types::{History, Outcome, Reply, Value};
 
 /// Largest message the client sends or accepts: the server's 4 MiB value
 /// limit plus headroom (a server configured higher needs a matching client).
@@ -171,6 +171,32 @@ impl Client {
         self.once(req, |mut s, r| async move { s.test_and_set(r).await }).await
     }
 
+    /// Inserts `(1, timestamp, data)` if `key` is absent, else replaces it
+    /// with `(version + 1, timestamp, data)`; answers the value replaced.
+    pub async fn put(&self, key: &BigInt, timestamp: i64, data: impl Into<Bytes>) -> Result<Reply, ClientError> {
+        let req = pb::PutRequest { key: key_bytes(key), timestamp, data: data.into(), ..Default::default() };
+        self.once(req, |mut s, r| async move { s.put(r).await }).await
+    }
+
+    /// Reads version `version` of `key`, if it is still kept (linearizable).
+    pub async fn get_at(&self, key: &BigInt, version: i64) -> Result<Reply, ClientError> {
+        let req = pb::GetAtRequest { key: key_bytes(key), version, serializable: false };
+        self.retrying(req, |mut s, r| async move { s.get_at(r).await }).await
+    }
+
+    /// The kept versions of `key`, newest first, at most `limit` (0: all)
+    /// (linearizable).
+    pub async fn history(&self, key: &BigInt, limit: u32) -> Result<History, ClientError> {
+        let req = pb::HistoryRequest { key: key_bytes(key), limit, serializable: false };
+        self.retrying(req, |mut s, r| async move { s.history(r).await }).await
+    }
+
+    /// Drops all but the newest `keep` versions of `key` (`keep` ≥ 1).
+    pub async fn trim(&self, key: &BigInt, keep: u32) -> Result<Reply, ClientError> {
+        let req = pb::TrimRequest { key: key_bytes(key), keep, ..Default::default() };
+        self.once(req, |mut s, r| async move { s.trim(r).await }).await
+    }
+
     /// The generated stub, for tests that must send what the typed API
     /// will not build (the server's input checks, session fields by hand).
     /// Hidden from the documentation and not part of the supported API: a
@@ -201,11 +227,12 @@ impl Client {
     /// that hung after others were refused (a channel waiting to reconnect
     /// to a server that refuses), the refusal is what the caller is told:
     /// UNAVAILABLE says more than "no answer in time".
-    async fn retrying<T, F, Fut>(&self, req: T, call: F) -> Result<Reply, ClientError>
+    async fn retrying<T, F, Fut, R, Out>(&self, req: T, call: F) -> Result<Out, ClientError>
     where
         T: Keyed + Clone,
         F: Fn(KeyValueClient<Channel>, tonic::Request<T>) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<pb::Reply>, tonic::Status>>,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+        Out: TryFrom<R, Error = ClientError>,
     {
         let deadline = Instant::now() + self.opts.timeout;
         let mut backoff = FIRST_BACKOFF;
@@ -228,7 +255,7 @@ impl Client {
                     if let (Some(routing), Some(t)) = (&self.routing, &target) {
                         routing.answered(t, r.metadata());
                     }
-                    return Reply::try_from(r.into_inner());
+                    return Out::try_from(r.into_inner());
                 }
                 Ok(Err(status)) => ClientError::from(status),
             };

@@ -49,17 +49,23 @@ macro_rules! keyed {
     )*};
 }
 
-keyed!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+keyed!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest, pb::PutRequest, pb::TrimRequest);
 
-impl Keyed for pb::GetRequest {
-    fn key(&self) -> &Bytes {
-        &self.key
-    }
+macro_rules! keyed_read {
+    ($($req:ty),*) => {$(
+        impl Keyed for $req {
+            fn key(&self) -> &Bytes {
+                &self.key
+            }
 
-    fn any_replica(&self) -> bool {
-        self.serializable
-    }
+            fn any_replica(&self) -> bool {
+                self.serializable
+            }
+        }
+    )*};
 }
+
+keyed_read!(pb::GetRequest, pb::GetAtRequest, pb::HistoryRequest);
 
 /// Forwarding hops seen in answers (both modes): how well routing works.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

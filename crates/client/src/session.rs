@@ -79,7 +79,7 @@ macro_rules! tagged {
     )*};
 }
 
-tagged!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+tagged!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest, pb::PutRequest, pb::TrimRequest);
 
 #[cfg(test)]
 mod tests {

@@ -58,17 +58,40 @@ impl TryFrom<pb::Reply> for Reply {
     type Error = ClientError;
 
     fn try_from(r: pb::Reply) -> Result<Self, ClientError> {
-        let outcome = match pb::Status::try_from(r.status) {
-            Ok(pb::Status::Success) => Outcome::Success,
-            Ok(pb::Status::Error) => Outcome::Error,
-            Ok(pb::Status::ErrorNe) => Outcome::ErrorNe,
-            Ok(pb::Status::ErrorWv) => Outcome::ErrorWv,
-            Ok(pb::Status::Unspecified) | Err(_) => {
-                return Err(ClientError::Protocol(format!("server sent status {}", r.status)))
-            }
-        };
-        let value = r.value.map(|v| Value { version: v.version, timestamp: v.timestamp, data: v.data });
-        Ok(Reply { outcome, value })
+        Ok(Reply { outcome: outcome_of(r.status)?, value: r.value.map(Value::from) })
+    }
+}
+
+/// A key's kept versions, as `Client::history` answers them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// `Success`, or `Error` when the key is absent.
+    pub outcome: Outcome,
+    /// Newest first.
+    pub versions: Vec<Value>,
+}
+
+impl TryFrom<pb::HistoryReply> for History {
+    type Error = ClientError;
+
+    fn try_from(r: pb::HistoryReply) -> Result<Self, ClientError> {
+        Ok(History { outcome: outcome_of(r.status)?, versions: r.values.into_iter().map(Value::from).collect() })
+    }
+}
+
+impl From<pb::Value> for Value {
+    fn from(v: pb::Value) -> Self {
+        Value { version: v.version, timestamp: v.timestamp, data: v.data }
+    }
+}
+
+fn outcome_of(status: i32) -> Result<Outcome, ClientError> {
+    match pb::Status::try_from(status) {
+        Ok(pb::Status::Success) => Ok(Outcome::Success),
+        Ok(pb::Status::Error) => Ok(Outcome::Error),
+        Ok(pb::Status::ErrorNe) => Ok(Outcome::ErrorNe),
+        Ok(pb::Status::ErrorWv) => Ok(Outcome::ErrorWv),
+        Ok(pb::Status::Unspecified) | Err(_) => Err(ClientError::Protocol(format!("server sent status {status}"))),
     }
 }
 

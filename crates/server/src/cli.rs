@@ -65,6 +65,9 @@ pub struct ServerArgs {
     /// Largest value accepted, in bytes.
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
+    /// Versions kept per key (0: all).
+    #[arg(long)]
+    pub max_versions: Option<u32>,
     /// This replica's group's position on the ring (an index into the
     /// --ring-group list).
     #[arg(long)]
@@ -128,7 +131,8 @@ impl ServerArgs {
               snapshot_log_ratio => snapshot_log_ratio,
               quota_bytes => quota_bytes, min_free_bytes => min_free_bytes,
               checkpoint_interval_ms => checkpoint_interval_ms,
-              snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes);
+              snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes,
+              max_versions => max_versions);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;
         }

@@ -38,6 +38,10 @@ pub struct Config {
     /// Largest `data` accepted in a value, in bytes (4 MiB, as gRPC's
     /// default message size). Larger is refused with INVALID_ARGUMENT.
     pub max_value_bytes: usize,
+    /// Versions kept per key (16; 0 keeps them all). The leader that
+    /// proposes a write decides (the value travels in the log entry), so
+    /// replicas configured differently still agree.
+    pub max_versions: u32,
     /// Take a snapshot once this many bytes of commands were applied since
     /// the last one and also `snapshot_log_ratio` times the last snapshot's
     /// size: so a snapshot, which rewrites the whole state, costs at most
@@ -98,6 +102,7 @@ impl Default for Config {
             position: 0,
             ring: None,
             max_value_bytes: 4 * 1024 * 1024,
+            max_versions: crate::sm::command::DEFAULT_MAX_VERSIONS,
             snapshot_log_bytes: 64 * 1024 * 1024,
             snapshot_log_ratio: 1.0,
             snapshot_interval_secs: 300,

@@ -25,7 +25,7 @@ use crate::read_batch::ReadBatcher;
 use crate::sm::command::Reply;
 use crate::sm::digest::Digest;
 use crate::sm::session::Request;
-use crate::sm::store::KvStore;
+use crate::sm::store::{KvStore, StoreError};
 use crate::write_batch::WriteBatcher;
 use space::Space;
 
@@ -164,7 +164,7 @@ impl Node {
     /// space is short a leader proposes only deletes (`node/space.rs`); a
     /// follower passes writes on to its leader, whose disk decides.
     pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
-        if !req.cmd.is_delete() {
+        if !req.cmd.shrinks() {
             // The alarm first: two atomic loads, where `leads` clones
             // openraft's metrics (only worth it when space is short).
             if let Some(alarm) = self.inner.space.alarm() {
@@ -201,22 +201,28 @@ impl Node {
         }
     }
 
+    /// Versions kept per key, for the writes this replica proposes.
+    pub fn max_versions(&self) -> u32 {
+        self.inner.config.max_versions
+    }
+
     /// A linearizable read (read-index, confirmations shared by concurrent
-    /// reads), served from the local store.
-    pub async fn read(&self, key: &[u8]) -> Result<Reply, NodeError> {
+    /// reads): `read` runs on the local store once it holds every write
+    /// acknowledged before the read began.
+    pub async fn read<T>(&self, read: impl FnOnce(&KvStore) -> Result<T, StoreError>) -> Result<T, NodeError> {
         if cfg!(feature = "broken-stale-reads") && self.leads().is_ok() {
             // The deliberately broken build (see Cargo.toml): a replica that
             // believes it leads answers without confirming it with a quorum.
-            return self.read_local(key);
+            return self.read_local(read);
         }
         self.inner.reads.confirm().await.map_err(NodeError::from_read)?;
         self.inner.floor.reach(&self.inner.raft).await?;
-        self.read_local(key)
+        self.read_local(read)
     }
 
     /// A serializable read: this replica's applied state, possibly stale.
-    pub fn read_local(&self, key: &[u8]) -> Result<Reply, NodeError> {
-        Ok(self.inner.store.read(key)?)
+    pub fn read_local<T>(&self, read: impl FnOnce(&KvStore) -> Result<T, StoreError>) -> Result<T, NodeError> {
+        Ok(read(&self.inner.store)?)
     }
 
     /// The applied index and the digest of the state at it (a full scan,

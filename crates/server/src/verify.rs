@@ -21,7 +21,7 @@ use crate::sm::command::MemStore;
 use crate::sm::digest::{self, Digester};
 use crate::sm::session;
 use crate::sm::snapshot::{self, SnapshotError};
-use crate::sm::store::{decode_value, encode_value, KvStore, StoreError};
+use crate::sm::store::{decode_history, encode_history, KvStore, StoreError};
 
 /// What `verify_dir` found.
 #[derive(Debug, Clone, Serialize)]
@@ -190,7 +190,7 @@ fn replay(state: State, entries: &[crate::raft::types::Entry], from: u64, to: u6
             let id = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| bad("session key is not 8 bytes".into()))?);
             store.clients.insert(id, postcard::from_bytes(&v).map_err(|e| bad(e.to_string()))?);
         } else {
-            store.data.insert(k, decode_value(&v).map_err(|e| bad(e.to_string()))?);
+            store.data.insert(k, decode_history(&v).map_err(|e| bad(e.to_string()))?);
         }
     }
     let mut next = from + 1;
@@ -207,7 +207,7 @@ fn replay(state: State, entries: &[crate::raft::types::Entry], from: u64, to: u6
     if next != to + 1 {
         return Err(VerifyError::Mismatch(format!("log ends at {} but index {to} is needed", next - 1)));
     }
-    let data = store.data.into_iter().map(|(k, v)| ((DATA, k), encode_value(&v)));
+    let data = store.data.into_iter().map(|(k, v)| ((DATA, k), encode_history(&v)));
     let sessions = store.clients.into_iter().map(|(id, r)| {
         let bytes = postcard::to_allocvec(&r).map_err(|e| bad(e.to_string()))?;
         Ok::<_, VerifyError>(((SESSION, id.to_be_bytes().to_vec()), bytes))

@@ -18,6 +18,9 @@ pub enum Op {
     Del,
     DelVersion { version: i64 },
     TestAndSet { timestamp: i64, data: Bytes, version: i64 },
+    Put { timestamp: i64, data: Bytes },
+    At { version: i64 },
+    Trim { keep: u32 },
 }
 
 /// One case: from `before`, `op` answers `outcome` with `returned` and
@@ -63,6 +66,9 @@ pub async fn apply(client: &Client, key: &BigInt, op: &Op) -> Result<Reply, Clie
         Op::Del => client.del(key).await,
         Op::DelVersion { version } => client.del_version(key, version).await,
         Op::TestAndSet { timestamp, data, version } => client.test_and_set(key, timestamp, data, version).await,
+        Op::Put { timestamp, data } => client.put(key, timestamp, data).await,
+        Op::At { version } => client.get_at(key, version).await,
+        Op::Trim { keep } => client.trim(key, keep).await,
     }
 }
 
@@ -109,6 +115,9 @@ fn parse_op(text: &str) -> Result<Op, String> {
         ["delv", v] => Op::DelVersion { version: num(v)? },
         ["set", ts, data] => Op::Set { timestamp: num(ts)?, data: bytes(data) },
         ["tas", ts, data, v] => Op::TestAndSet { timestamp: num(ts)?, data: bytes(data), version: num(v)? },
+        ["put", ts, data] => Op::Put { timestamp: num(ts)?, data: bytes(data) },
+        ["at", v] => Op::At { version: num(v)? },
+        ["trim", k] => Op::Trim { keep: k.parse().map_err(|e| format!("{k}: {e}"))? },
         _ => return Err(format!("unknown operation {text:?}")),
     })
 }

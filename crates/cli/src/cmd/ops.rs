@@ -1,4 +1,4 @@
-//! The five operations as commands, defined once and used both as one-shot
+//! The operations as commands, defined once and used both as one-shot
 //! subcommands (`ringkv get 42`) and as shell lines (`get 42`), so the two
 //! can never drift apart.
 //!
@@ -9,9 +9,9 @@
 //! one is reported in our words and counted as bad input (exit code 1).
 
 use clap::Subcommand;
-use ringkv_client::{Client, ClientError, Reply};
+use ringkv_client::{Client, ClientError, History, Reply};
 
-use crate::parse;
+use crate::{output, parse};
 
 /// One key-value operation, as typed by the user.
 #[derive(Debug, Clone, PartialEq, Subcommand)]
@@ -96,6 +96,89 @@ pub enum Op {
         #[arg(long, allow_hyphen_values = true)]
         timestamp: Option<String>,
     },
+    /// Insert KEY with DATA, or replace it whatever its version.
+    ///
+    /// Answers SUCCESS with the replaced value (none when KEY was absent).
+    /// The version becomes 1 on insert, else the old version + 1; the old
+    /// value stays readable with `at` while the server keeps it
+    /// (max_versions).
+    #[command(after_help = "Examples:\n  ringkv put 42 hello\n  ringkv put 42 @photo.jpg --timestamp 1700000000000")]
+    Put {
+        /// Decimal or 0x-hex integer, any size, may be negative.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// Text, @FILE for a file's bytes, or hex:BYTES.
+        #[arg(allow_hyphen_values = true)]
+        data: String,
+        /// Same as --timestamp.
+        #[arg(value_name = "TIMESTAMP", allow_hyphen_values = true, conflicts_with = "timestamp")]
+        timestamp_pos: Option<String>,
+        /// Client timestamp stored with the value (default: now, in ms since the Unix epoch).
+        #[arg(long, allow_hyphen_values = true)]
+        timestamp: Option<String>,
+    },
+    /// Read version VERSION of KEY.
+    ///
+    /// Answers SUCCESS with that version, ERROR_NE (absent), or ERROR_WV
+    /// with the current value when that version is not (or no longer) kept.
+    #[command(after_help = "Examples:\n  ringkv at 42 1\n  ringkv at 42 3 --json")]
+    At {
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// The version to read.
+        #[arg(allow_hyphen_values = true)]
+        version: String,
+    },
+    /// The kept versions of KEY, newest first.
+    ///
+    /// Answers SUCCESS with them, or ERROR when absent.
+    #[command(after_help = "Examples:\n  ringkv history 42\n  ringkv history 42 --limit 3 --json")]
+    History {
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// At most this many (0: all the server keeps).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Drop all but the newest KEEP versions of KEY.
+    ///
+    /// Answers SUCCESS with the current value, or ERROR when absent.
+    #[command(after_help = "Examples:\n  ringkv trim 42\n  ringkv trim 42 3")]
+    Trim {
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// Versions to keep, at least 1 (use del to remove a key).
+        #[arg(default_value_t = 1)]
+        keep: u32,
+    },
+}
+
+/// What an operation answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Reply(Reply),
+    History(History),
+}
+
+impl Answer {
+    /// For people (`output.rs`).
+    pub fn readable(&self) -> String {
+        match self {
+            Answer::Reply(r) => output::readable(r),
+            Answer::History(h) => output::history_readable(h),
+        }
+    }
+
+    /// One JSON object (`output.rs`).
+    pub fn json(&self) -> String {
+        match self {
+            Answer::Reply(r) => output::json(r),
+            Answer::History(h) => output::history_json(h),
+        }
+    }
 }
 
 /// Why an operation did not produce an answer.
@@ -136,19 +219,29 @@ enum Parsed {
     Del { key: num_bigint::BigInt },
     DelVersion { key: num_bigint::BigInt, version: i64 },
     Tas { key: num_bigint::BigInt, data: Vec<u8>, version: i64, timestamp: i64 },
+    Put { key: num_bigint::BigInt, data: Vec<u8>, timestamp: i64 },
+    At { key: num_bigint::BigInt, version: i64 },
+    History { key: num_bigint::BigInt, limit: u32 },
+    Trim { key: num_bigint::BigInt, keep: u32 },
 }
 
 impl Op {
     /// Parses the arguments and sends the operation.
-    pub async fn run(&self, client: &Client) -> Result<Reply, OpError> {
+    pub async fn run(&self, client: &Client) -> Result<Answer, OpError> {
         let reply = match self.parse().map_err(OpError::Input)? {
+            Parsed::History { key, limit } => {
+                return client.history(&key, limit).await.map(Answer::History).map_err(OpError::Client)
+            }
+            Parsed::Put { key, data, timestamp } => client.put(&key, timestamp, data).await,
+            Parsed::At { key, version } => client.get_at(&key, version).await,
+            Parsed::Trim { key, keep } => client.trim(&key, keep).await,
             Parsed::Set { key, data, timestamp } => client.set(&key, timestamp, data).await,
             Parsed::Get { key } => client.get(&key).await,
             Parsed::Del { key } => client.del(&key).await,
             Parsed::DelVersion { key, version } => client.del_version(&key, version).await,
             Parsed::Tas { key, data, version, timestamp } => client.test_and_set(&key, timestamp, data, version).await,
         };
-        reply.map_err(OpError::Client)
+        reply.map(Answer::Reply).map_err(OpError::Client)
     }
 
     /// Turns the typed text into values; the default timestamp is now.
@@ -164,6 +257,15 @@ impl Op {
                 timestamp: timestamp(timestamp_pos, ts)?,
             },
             Op::Get { key } => Parsed::Get { key: parse::key(key)? },
+            Op::Put { key, data, timestamp_pos, timestamp: ts } => Parsed::Put {
+                key: parse::key(key)?,
+                data: parse::data(data)?,
+                timestamp: timestamp(timestamp_pos, ts)?,
+            },
+            Op::At { key, version } => Parsed::At { key: parse::key(key)?, version: parse::version(version)? },
+            Op::History { key, limit } => Parsed::History { key: parse::key(key)?, limit: *limit },
+            Op::Trim { key, keep: 0 } => anyhow::bail!("trim {key} 0 would keep nothing: use del to remove a key"),
+            Op::Trim { key, keep } => Parsed::Trim { key: parse::key(key)?, keep: *keep },
             Op::Del { key, version_pos, version } => match version_pos.as_ref().or(version.as_ref()) {
                 None => Parsed::Del { key: parse::key(key)? },
                 Some(v) => Parsed::DelVersion { key: parse::key(key)?, version: parse::version(v)? },
@@ -213,6 +315,12 @@ mod tests {
         assert_eq!(parsed("tas 42 'hi there' --version 1 --timestamp 9").unwrap(), tas);
         assert_eq!(parsed("test-and-set 42 'hi there' --version 1 --timestamp 9").unwrap(), tas);
         assert!(parsed("tas 42 hi").is_err(), "a version is required");
+        assert_eq!(parsed("at 42 3").unwrap(), Parsed::At { key: k.clone(), version: 3 });
+        assert_eq!(parsed("history 42 --limit 2").unwrap(), Parsed::History { key: k.clone(), limit: 2 });
+        assert_eq!(parsed("trim 42").unwrap(), Parsed::Trim { key: k.clone(), keep: 1 });
+        assert_eq!(parsed("trim 42 3").unwrap(), Parsed::Trim { key: k.clone(), keep: 3 });
+        assert!(parsed("trim 42 0").unwrap_err().to_string().contains("use del"));
+        assert_eq!(parsed("put 42 x 5").unwrap(), Parsed::Put { key: k.clone(), data: b"x".to_vec(), timestamp: 5 });
     }
 
     #[test]

@@ -38,17 +38,21 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request type that can be sent to another replica's `KeyValue`.
 pub trait Forwardable: Send + 'static + Sized {
+    /// What the RPC answers.
+    type Reply: Send + 'static;
     fn send(
         client: KeyValueClient<Channel>,
         req: Request<Self>,
-    ) -> BoxFuture<'static, Result<Response<pb::Reply>, Status>>;
+    ) -> BoxFuture<'static, Result<Response<Self::Reply>, Status>>;
     /// The key's wire bytes: what routing places on the ring.
     fn key(&self) -> &bytes::Bytes;
 }
 
 macro_rules! forwardable {
-    ($($req:ty => $method:ident),* $(,)?) => {$(
+    ($($req:ty => $method:ident: $reply:ty),* $(,)?) => {$(
         impl Forwardable for $req {
+            type Reply = $reply;
+
             fn key(&self) -> &bytes::Bytes {
                 &self.key
             }
@@ -56,7 +60,7 @@ macro_rules! forwardable {
             fn send(
                 mut client: KeyValueClient<Channel>,
                 req: Request<Self>,
-            ) -> BoxFuture<'static, Result<Response<pb::Reply>, Status>> {
+            ) -> BoxFuture<'static, Result<Response<$reply>, Status>> {
                 Box::pin(async move { client.$method(req).await })
             }
         }
@@ -64,11 +68,15 @@ macro_rules! forwardable {
 }
 
 forwardable!(
-    pb::SetRequest => set,
-    pb::GetRequest => get,
-    pb::DelRequest => del,
-    pb::DelVersionRequest => del_version,
-    pb::TestAndSetRequest => test_and_set,
+    pb::SetRequest => set: pb::Reply,
+    pb::GetRequest => get: pb::Reply,
+    pb::DelRequest => del: pb::Reply,
+    pb::DelVersionRequest => del_version: pb::Reply,
+    pb::TestAndSetRequest => test_and_set: pb::Reply,
+    pb::PutRequest => put: pb::Reply,
+    pb::GetAtRequest => get_at: pb::Reply,
+    pb::HistoryRequest => history: pb::HistoryReply,
+    pb::TrimRequest => trim: pb::Reply,
 );
 
 /// How a request reached this node.
@@ -130,7 +138,7 @@ impl Forwarder {
         msg: T,
         via: Via,
         leg: Leg,
-    ) -> Result<Response<pb::Reply>, Status> {
+    ) -> Result<Response<T::Reply>, Status> {
         let client = self.client(addr)?;
         let mut req = Request::new(msg);
         req.set_timeout(FORWARD_TIMEOUT);

@@ -14,8 +14,10 @@ use super::forward::{Forwardable, Forwarder, Leg, Via};
 use super::route::Router;
 use super::status::InputError;
 use crate::node::{Node, NodeError};
-use crate::sm::command::{self, Command, Reply};
+use crate::sm::command::{self, Command};
+use crate::sm::key as store_key;
 use crate::sm::session::{Request as LogRequest, Session};
+use crate::sm::store::{KvStore, StoreError};
 
 /// A write request: it may carry an exactly-once session tag.
 trait WriteMessage: Forwardable {
@@ -36,7 +38,14 @@ macro_rules! write_message {
     )*};
 }
 
-write_message!(pb::SetRequest, pb::DelRequest, pb::DelVersionRequest, pb::TestAndSetRequest);
+write_message!(
+    pb::SetRequest,
+    pb::DelRequest,
+    pb::DelVersionRequest,
+    pb::TestAndSetRequest,
+    pb::PutRequest,
+    pb::TrimRequest
+);
 
 /// The proposing replica's clock, carried in the log so that session expiry
 /// is the same on every replica.
@@ -44,7 +53,7 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-type Answer = Result<Response<pb::Reply>, Status>;
+type Answer<R = pb::Reply> = Result<Response<R>, Status>;
 
 /// Serves `KeyValue` from one node.
 #[derive(Clone)]
@@ -62,10 +71,10 @@ impl KvService {
     /// Every RPC: forwarded along the ring when this group does not own the
     /// key, else served here by `here`; the answer is stamped with its hop
     /// count and this group's leader on the way out.
-    async fn serve<T, Fut>(&self, req: Request<T>, here: impl FnOnce(Request<T>) -> Fut) -> Answer
+    async fn serve<T, Fut>(&self, req: Request<T>, here: impl FnOnce(Request<T>) -> Fut) -> Answer<T::Reply>
     where
         T: Forwardable,
-        Fut: std::future::Future<Output = Answer>,
+        Fut: std::future::Future<Output = Answer<T::Reply>>,
     {
         let answer = match self.router.next_hop(&req) {
             Ok(None) => here(req).await,
@@ -75,9 +84,10 @@ impl KvService {
         self.router.stamp(answer)
     }
 
+    /// The store key of a request's (integer) key.
     fn key(&self, key: &Bytes) -> Result<Vec<u8>, InputError> {
         ringkv_api::key::validate_key(key)?;
-        Ok(key.to_vec())
+        Ok(store_key::int(key))
     }
 
     fn data(&self, data: &Bytes) -> Result<Vec<u8>, InputError> {
@@ -90,9 +100,9 @@ impl KvService {
 
     /// Answers from the local result, or forwards `msg` to the leader when
     /// this replica is not it and knows who is (once: see `forward.rs`).
-    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<Reply, NodeError>) -> Answer {
+    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<T::Reply, NodeError>) -> Answer<T::Reply> {
         match local {
-            Ok(reply) => Ok(Response::new(reply.into())),
+            Ok(reply) => Ok(Response::new(reply)),
             Err(NodeError::NotLeader { leader: Some(leader) }) if !via.forwarded => {
                 self.forwarder.forward(&leader, "the leader", msg, via, Leg::ToLeader).await
             }
@@ -106,14 +116,19 @@ impl KvService {
     /// proposed and then lost leadership over may still be committed by the
     /// next leader, so forwarding it then could apply it twice. Such a
     /// write is answered UNAVAILABLE (its effect is unknown) instead.
-    async fn write<T: WriteMessage>(
+    async fn write<T: WriteMessage<Reply = pb::Reply>>(
         &self,
         req: Request<T>,
         cmd: impl FnOnce(&T) -> Result<Command, InputError>,
     ) -> Answer {
         let via = Via::of(&req);
         let msg = req.into_inner();
-        let cmd = LogRequest { cmd: cmd(&msg)?, session: msg.session(), time_ms: now_ms() };
+        let cmd = LogRequest {
+            cmd: cmd(&msg)?,
+            session: msg.session(),
+            time_ms: now_ms(),
+            max_versions: self.node.max_versions(),
+        };
         if let Err(not_leader) = self.node.leads() {
             return self.answer(via, msg, Err(not_leader)).await;
         }
@@ -122,15 +137,22 @@ impl KvService {
         Ok(Response::new(reply.into()))
     }
 
-    /// A read, served by this group.
-    async fn get_here(&self, request: Request<pb::GetRequest>) -> Answer {
+    /// A read, served by this group: `read` on the local store, once the
+    /// read is linearizable unless `serializable` is asked for.
+    async fn read<T: Forwardable>(
+        &self,
+        request: Request<T>,
+        serializable: impl FnOnce(&T) -> bool,
+        read: impl FnOnce(&T, &KvStore, &[u8]) -> Result<T::Reply, StoreError>,
+    ) -> Answer<T::Reply> {
         let via = Via::of(&request);
         let msg = request.into_inner();
-        let key = self.key(&msg.key)?;
-        if msg.serializable {
-            return Ok(Response::new(self.node.read_local(&key)?.into()));
+        let key = self.key(msg.key())?;
+        let run = |store: &KvStore| read(&msg, store, &key);
+        if serializable(&msg) {
+            return Ok(Response::new(self.node.read_local(run)?));
         }
-        let local = self.node.read(&key).await;
+        let local = self.node.read(run).await;
         self.answer(via, msg, local).await
     }
 }
@@ -147,7 +169,7 @@ impl KeyValue for KvService {
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Answer {
-        self.serve(request, |req| self.get_here(req)).await
+        self.serve(request, |req| self.read(req, |r| r.serializable, |_, store, key| Ok(store.read(key)?.into()))).await
     }
 
     async fn del(&self, request: Request<pb::DelRequest>) -> Answer {
@@ -174,6 +196,51 @@ impl KeyValue for KvService {
         })
         .await
     }
+
+    async fn put(&self, request: Request<pb::PutRequest>) -> Answer {
+        self.serve(request, |req| {
+            self.write(req, |r| {
+                Ok(Command::Put { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? })
+            })
+        })
+        .await
+    }
+
+    async fn get_at(&self, request: Request<pb::GetAtRequest>) -> Answer {
+        self.serve(request, |req| {
+            self.read(req, |r| r.serializable, |r, store, key| Ok(store.read_at(key, r.version)?.into()))
+        })
+        .await
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Answer<pb::HistoryReply> {
+        self.serve(request, |req| {
+            self.read(
+                req,
+                |r| r.serializable,
+                |r, store, key| {
+                    let (status, versions) = store.read_history(key, r.limit)?;
+                    Ok(pb::HistoryReply {
+                        status: pb::Status::from(status) as i32,
+                        values: versions.into_iter().map(pb::Value::from).collect(),
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn trim(&self, request: Request<pb::TrimRequest>) -> Answer {
+        self.serve(request, |req| {
+            self.write(req, |r| {
+                if r.keep == 0 {
+                    return Err(InputError::KeepNothing);
+                }
+                Ok(Command::Trim { key: self.key(&r.key)?, keep: r.keep })
+            })
+        })
+        .await
+    }
 }
 
 impl From<command::Status> for pb::Status {
@@ -189,9 +256,12 @@ impl From<command::Status> for pb::Status {
 
 impl From<command::Reply> for pb::Reply {
     fn from(r: command::Reply) -> Self {
-        pb::Reply {
-            status: pb::Status::from(r.status) as i32,
-            value: r.value.map(|v| pb::Value { version: v.version, timestamp: v.timestamp, data: Bytes::from(v.data) }),
-        }
+        pb::Reply { status: pb::Status::from(r.status) as i32, value: r.value.map(pb::Value::from) }
+    }
+}
+
+impl From<command::Value> for pb::Value {
+    fn from(v: command::Value) -> Self {
+        pb::Value { version: v.version, timestamp: v.timestamp, data: Bytes::from(v.data) }
     }
 }

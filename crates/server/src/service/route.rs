@@ -18,7 +18,7 @@
 
 use std::sync::Mutex;
 
-use ringkv_api::pb::{self, Member, RingPosition, RingReply};
+use ringkv_api::pb::{Member, RingPosition, RingReply};
 use ringkv_ring::{Hop, Ring};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -30,7 +30,7 @@ use crate::node::Node;
 
 pub use ringkv_api::headers::LEADER;
 
-type Answer = Result<Response<pb::Reply>, Status>;
+type Answer<R> = Result<Response<R>, Status>;
 
 /// One ring position as this node sees it: its replicas and whom to call.
 struct Group {
@@ -108,7 +108,12 @@ impl Router {
 
     /// Forwards `req` to position `next` and relays the answer, learning
     /// that group's leader from it.
-    pub async fn forward<T: Forwardable>(&self, forwarder: &Forwarder, next: usize, req: Request<T>) -> Answer {
+    pub async fn forward<T: Forwardable>(
+        &self,
+        forwarder: &Forwarder,
+        next: usize,
+        req: Request<T>,
+    ) -> Answer<T::Reply> {
         let group = &self.groups[next];
         let addr = group.target();
         let via = Via::of(&req);
@@ -128,7 +133,7 @@ impl Router {
 
     /// Marks an answer leaving this node: hops taken from here on (0 when
     /// served here) and this group's leader.
-    pub fn stamp(&self, mut answer: Answer) -> Answer {
+    pub fn stamp<R>(&self, mut answer: Answer<R>) -> Answer<R> {
         let leader = self.own_leader();
         let md = match &mut answer {
             Ok(r) => r.metadata_mut(),

@@ -16,6 +16,8 @@ pub enum InputError {
     Key(#[from] KeyError),
     #[error("data is {len} bytes; the limit is {limit} bytes (max_value_bytes)")]
     DataTooLarge { len: usize, limit: usize },
+    #[error("trim must keep at least 1 version (keep = 0); use del to remove a key")]
+    KeepNothing,
 }
 
 impl From<InputError> for Status {
@@ -107,7 +109,7 @@ mod tests {
             (NodeError::Stopping("the server is shutting down".into()), Code::Unavailable, "shutting down"),
             (NodeError::Membership("in progress".into()), Code::FailedPrecondition, "in progress"),
             (NodeError::NoSpace("quota exceeded: 9 of 8 bytes".into()), Code::ResourceExhausted, "quota exceeded"),
-            (NodeError::Storage(StoreError::CorruptValue { len: 3 }), Code::Internal, "storage error"),
+            (NodeError::Storage(StoreError::CorruptValue("3 bytes".into())), Code::Internal, "storage error"),
             (NodeError::Internal("reply count mismatch".into()), Code::Internal, "reply count mismatch"),
         ];
         for (e, code, words) in cases {

@@ -3,8 +3,9 @@
 //! without moving the state.
 //!
 //! A state is two tables:
-//! - **data**: each key's wire bytes → its value as the store encodes it
-//!   (`store::encode_value`: version, timestamp, data);
+//! - **data**: each key, in the store's encoding (`sm/key.rs`) → its
+//!   history as the store encodes it (`store::encode_history`: every kept
+//!   version's version, timestamp and data, newest first);
 //! - **sessions**: each client id (8 bytes, big-endian) → its
 //!   `ClientRecord` (postcard), the exactly-once memory (`session.rs`),
 //!   which replicas must agree on as much as on the data.
@@ -16,8 +17,8 @@
 //!   value, each preceded by its length (u64, little-endian), so that two
 //!   different states never feed the same bytes.
 //! - the **data digest** (`Digest::data`) is the same over the data records
-//!   alone: what clients can read back, so a test can compute it from their
-//!   view (`data_digest`).
+//!   alone: what clients can read back (every key's `History`), so a test
+//!   can compute it from their view (`data_digest`).
 //!
 //! `ringkv status --digest` shows a running replica's digest
 //! (`KvStore::digest`, one read transaction, with the applied index it
@@ -27,7 +28,8 @@
 //! log applied verifies to the digest its status showed.
 
 use super::command::Value;
-use super::store::encode_value;
+use super::key;
+use super::store::encode_history;
 
 /// The digests of one state, and the sizes of its tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +49,27 @@ pub fn show(digest: u64) -> String {
     format!("{digest:016x}")
 }
 
-/// The data digest of keys (wire bytes) and their values as
-/// `(version, timestamp, data)`, given in key order: what a state whose
-/// data this is has as `Digest::data`. Tests compute it from what clients
-/// read back.
-pub fn data_digest<'a>(data: impl IntoIterator<Item = (&'a [u8], i64, i64, &'a [u8])>) -> u64 {
+/// One version as a client reads it: `(version, timestamp, data)`.
+pub type VersionView<'a> = (i64, i64, &'a [u8]);
+
+/// The data digest of integer keys (wire bytes) and their histories
+/// (newest first), given in any order: what a state whose data this is has
+/// as `Digest::data`. Tests compute it from what clients read back.
+pub fn data_digest<'a>(data: impl IntoIterator<Item = (&'a [u8], Vec<VersionView<'a>>)>) -> u64 {
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = data
+        .into_iter()
+        .map(|(wire, versions)| {
+            let history: Vec<Value> = versions
+                .into_iter()
+                .map(|(version, timestamp, data)| Value { version, timestamp, data: data.to_vec() })
+                .collect();
+            (key::int(wire), encode_history(&history))
+        })
+        .collect();
+    records.sort();
     let mut d = Digester::default();
-    for (key, version, timestamp, bytes) in data {
-        d.data(key, &encode_value(&Value { version, timestamp, data: bytes.to_vec() }));
+    for (key, history) in &records {
+        d.data(key, history);
     }
     d.finish().data
 }
@@ -149,12 +164,13 @@ mod tests {
 
     #[test]
     fn the_data_digest_ignores_sessions_and_is_what_clients_can_compute() {
-        let v = Value { version: 3, timestamp: 7, data: b"x".to_vec() };
-        let with = digest(&[(b"k", &encode_value(&v))], &[(b"\0\0\0\0\0\0\0\x01", b"r")]);
-        let without = digest(&[(b"k", &encode_value(&v))], &[]);
+        let v = [Value { version: 3, timestamp: 7, data: b"x".to_vec() }];
+        let k = key::int(b"k");
+        let with = digest(&[(&k, &encode_history(&v))], &[(b"\0\0\0\0\0\0\0\x01", b"r")]);
+        let without = digest(&[(&k, &encode_history(&v))], &[]);
         assert_ne!(with.state, without.state);
         assert_eq!(with.data, without.data);
-        assert_eq!(data_digest([(&b"k"[..], 3, 7, &b"x"[..])]), with.data);
+        assert_eq!(data_digest([(&b"k"[..], vec![(3, 7, &b"x"[..])])]), with.data);
         assert_eq!((with.keys, with.sessions), (1, 1));
     }
 }

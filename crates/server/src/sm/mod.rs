@@ -2,6 +2,7 @@
 
 pub(crate) mod command;
 pub mod digest;
+pub mod key;
 #[cfg(test)]
 mod outcome_table;
 pub(crate) mod session;

@@ -5,13 +5,15 @@
 use ringkv_client::Outcome;
 use ringkv_testkit::outcomes::{rows, setup, Op};
 
-use super::command::{apply, read, Command, MemStore, Status, Value};
+use super::command::{apply, read, read_at, Command, Context, MemStore, Status, Value};
 
 /// The row's operation as a command on `key` (`None`: a read).
 fn command(key: &[u8], op: &Op) -> Option<Command> {
     let key = key.to_vec();
     Some(match op.clone() {
-        Op::Get => return None,
+        Op::Get | Op::At { .. } => return None,
+        Op::Put { timestamp, data } => Command::Put { key, timestamp, data: data.to_vec() },
+        Op::Trim { keep } => Command::Trim { key, keep },
         Op::Set { timestamp, data } => Command::Set { key, timestamp, data: data.to_vec() },
         Op::Del => Command::Del { key },
         Op::DelVersion { version } => Command::DelVersion { key, version },
@@ -40,12 +42,15 @@ fn every_row_of_the_outcome_table() {
     for row in rows() {
         let mut store = MemStore::default();
         for cmd in row.before.iter().flat_map(setup).filter_map(|op| command(key, &op)) {
-            apply(&mut store, cmd).unwrap();
+            apply(&mut store, cmd, &Context::default()).unwrap();
         }
         assert_eq!(read(&mut store, key).unwrap().value, value(&row.before), "setup, line {}", row.line);
         let reply = match command(key, &row.op) {
-            None => read(&mut store, key).unwrap(),
-            Some(cmd) => apply(&mut store, cmd).unwrap(),
+            None => match row.op {
+                Op::At { version } => read_at(&mut store, key, version).unwrap(),
+                _ => read(&mut store, key).unwrap(),
+            },
+            Some(cmd) => apply(&mut store, cmd, &Context::default()).unwrap(),
         };
         assert_eq!(reply.status, status(row.outcome), "outcome, line {}: {}", row.line, row.text);
         assert_eq!(reply.value, value(&row.returned), "returned, line {}: {}", row.line, row.text);

@@ -28,13 +28,26 @@ pub struct Session {
     pub first_unacked: u64,
 }
 
-/// What goes through the Raft log: a write, its optional session tag, and
-/// the proposing leader's clock.
+/// What goes through the Raft log: a write, its optional session tag, the
+/// proposing leader's clock and its `max_versions` (`command::Context`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub cmd: Command,
     pub session: Option<Session>,
     pub time_ms: u64,
+    pub max_versions: u32,
+}
+
+impl Request {
+    /// A write without a session, with the default `max_versions` (tests).
+    #[cfg(test)]
+    pub fn plain(cmd: Command, time_ms: u64) -> Request {
+        Request { cmd, session: None, time_ms, max_versions: command::DEFAULT_MAX_VERSIONS }
+    }
+
+    fn context(&self) -> command::Context {
+        command::Context { time_ms: self.time_ms, max_versions: self.max_versions }
+    }
 }
 
 /// What the state machine remembers of one client.
@@ -78,8 +91,9 @@ fn sweep<S: SessionStore>(store: &mut S, index: u64, time_ms: u64) -> Result<(),
 }
 
 fn apply_one<S: SessionStore>(store: &mut S, req: Request) -> Result<Reply, S::Error> {
+    let ctx = req.context();
     let Some(s) = req.session else {
-        return command::apply(store, req.cmd);
+        return command::apply(store, req.cmd, &ctx);
     };
     let mut record = store.get_client(s.client_id)?.unwrap_or_default();
     record.replies.retain(|(seq, _)| *seq >= s.first_unacked);
@@ -88,7 +102,7 @@ fn apply_one<S: SessionStore>(store: &mut S, req: Request) -> Result<Reply, S::E
     let reply = match remembered {
         Some(reply) => reply,
         None => {
-            let reply = command::apply(store, req.cmd)?;
+            let reply = command::apply(store, req.cmd, &ctx)?;
             record.replies.push((s.sequence, reply.clone()));
             if record.replies.len() > MAX_REMEMBERED {
                 record.replies.remove(0);
@@ -106,7 +120,8 @@ mod tests {
     use crate::sm::command::{MemStore, Status};
 
     fn tas(version: i64, session: Option<Session>, time_ms: u64) -> Request {
-        Request { cmd: Command::TestAndSet { key: vec![1], timestamp: 0, data: vec![9], version }, session, time_ms }
+        let cmd = Command::TestAndSet { key: vec![1], timestamp: 0, data: vec![9], version };
+        Request { session, ..Request::plain(cmd, time_ms) }
     }
 
     fn tag(sequence: u64, first_unacked: u64) -> Option<Session> {
@@ -116,7 +131,7 @@ mod tests {
     #[test]
     fn a_retried_write_is_applied_once() {
         let mut s = MemStore::default();
-        let set = Request { cmd: Command::Set { key: vec![1], timestamp: 0, data: vec![] }, session: None, time_ms: 1 };
+        let set = Request::plain(Command::Set { key: vec![1], timestamp: 0, data: vec![] }, 1);
         apply(&mut s, 1, set).unwrap();
         let first = apply(&mut s, 2, tas(1, tag(1, 1), 5)).unwrap();
         assert_eq!(first.status, Status::Success);

@@ -7,8 +7,8 @@
 //!
 //! Layout:
 //! ```text
-//! "RKVSNAP1" | u32 meta_len | meta (postcard SnapshotMeta)
-//! { tag | u32 key_len | key | u32 value_len | value }*     tag 0x01: a key and its value
+//! "RKVSNAP2" | u32 meta_len | meta (postcard SnapshotMeta)
+//! { tag | u32 key_len | key | u32 value_len | value }*     tag 0x01: a key and its history
 //!                                                            tag 0x02: a client session
 //! 0x00 | u64 record_count | u32 crc32 of every byte before it
 //! ```
@@ -20,7 +20,19 @@ use std::path::{Path, PathBuf};
 use super::store::{KvStore, StoreError, View};
 use crate::raft::types::SnapshotMeta;
 
-const MAGIC: &[u8; 8] = b"RKVSNAP1";
+/// Format 2: store keys (`sm/key.rs`) and histories (`store::encode_history`).
+const MAGIC: &[u8; 8] = b"RKVSNAP2";
+/// Format 1 held one version per key under its wire bytes: refused by name.
+const OLD_MAGIC: &[u8; 8] = b"RKVSNAP1";
+
+/// Why a snapshot's first bytes are not this format's.
+fn bad_magic(magic: &[u8]) -> String {
+    if magic == OLD_MAGIC {
+        "snapshot format 1 (RKVSNAP1: one version per key) is from an older ringkv, which this one cannot read".into()
+    } else {
+        "not a ringkv snapshot (bad magic)".into()
+    }
+}
 const RECORD: u8 = 1;
 const SESSION: u8 = 2;
 const END: u8 = 0;
@@ -149,7 +161,7 @@ pub fn read_meta(path: &Path) -> Result<SnapshotMeta, SnapshotError> {
     let mut head = [0u8; 12];
     input.read_exact(&mut head).map_err(|_| corrupt("file ends early".into()))?;
     if &head[..8] != MAGIC {
-        return Err(corrupt("not a ringkv snapshot (bad magic)".into()));
+        return Err(corrupt(bad_magic(&head[..8])));
     }
     let meta_len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
     if meta_len > MAX_META_BYTES {
@@ -181,7 +193,7 @@ pub fn read(
     };
     let magic: [u8; 8] = input.array().map_err(short)?;
     if &magic != MAGIC {
-        return Err(corrupt("not a ringkv snapshot (bad magic)".into()));
+        return Err(corrupt(bad_magic(&magic)));
     }
     let meta_len = u32::from_le_bytes(input.array().map_err(short)?) as usize;
     if meta_len > MAX_META_BYTES {

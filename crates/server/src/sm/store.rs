@@ -23,7 +23,8 @@
 //! `View`: a copy of the overlay and an LMDB read transaction taken
 //! together, one consistent state while writes go on.
 //!
-//! Three LMDB databases: `data` (key bytes → encoded value), `sessions` and
+//! Three LMDB databases: `data` (store key, `sm/key.rs` → the key's
+//! history, `encode_history`), `sessions` and
 //! `meta` (the applied log id and membership, and the store's format mark).
 
 use std::collections::BTreeMap;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
-use super::command::{self, Reply, Value};
+use super::command::{self, History, Reply, Status, Value};
 use super::digest::{Digest, Digester};
 use super::session::{self, ClientRecord, Request, SessionStore};
 use crate::raft::types::{LogId, StoredMembership};
@@ -43,10 +44,12 @@ use crate::raft::types::{LogId, StoredMembership};
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
 const META_FORMAT: &[u8] = b"format";
-/// Marks a store written durably. Format 1, a working copy rebuilt at
-/// every start and written without syncing, has no mark: after a power cut
-/// it may be torn, so it is never trusted.
-const FORMAT: &[u8] = b"ringkv-store-2";
+/// Marks a store written durably, in this format. Format 1, a working copy
+/// rebuilt at every start and written without syncing, has no mark: after
+/// a power cut it may be torn, so it is never trusted. Format 2 held one
+/// version per key under its wire bytes. A store of another format is
+/// emptied and rebuilt from a snapshot (whose own format is checked).
+const FORMAT: &[u8] = b"ringkv-store-3";
 
 /// Why the store failed. These come from the disk, never from a client.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +58,8 @@ pub enum StoreError {
     Lmdb(#[from] heed::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("corrupt value for a key in the store ({len} bytes, need at least 16)")]
-    CorruptValue { len: usize },
+    #[error("corrupt value for a key in the store: {0}")]
+    CorruptValue(String),
     #[error("corrupt store metadata: {0}")]
     CorruptMeta(String),
 }
@@ -244,11 +247,25 @@ impl KvStore {
         self.inner.checkpoint()
     }
 
-    /// Reads one key.
+    /// Reads one key's newest version.
     pub fn read(&self, key: &[u8]) -> Result<Reply, StoreError> {
+        self.with_layers(|l| command::read(l, key))
+    }
+
+    /// Reads one version of a key (`command::read_at`).
+    pub fn read_at(&self, key: &[u8], version: i64) -> Result<Reply, StoreError> {
+        self.with_layers(|l| command::read_at(l, key, version))
+    }
+
+    /// Reads a key's kept versions, newest first (`command::read_history`).
+    pub fn read_history(&self, key: &[u8], limit: u32) -> Result<(Status, History), StoreError> {
+        self.with_layers(|l| command::read_history(l, key, limit))
+    }
+
+    fn with_layers<T>(&self, read: impl FnOnce(&mut Layers<'_, '_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let overlay = read_lock(&self.inner.overlay);
         let txn = self.inner.env.read_txn()?;
-        command::read(&mut Layers { inner: &self.inner, delta: None, overlay: &overlay, txn: &txn }, key)
+        read(&mut Layers { inner: &self.inner, delta: None, overlay: &overlay, txn: &txn })
     }
 
     /// Starts a batch of writes; nothing is visible until `Batch::commit`.
@@ -460,9 +477,9 @@ pub struct Loader<'s> {
 }
 
 impl Loader<'_> {
-    /// Puts an already encoded value.
+    /// Puts an already encoded history.
     pub fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        decode_value(value)?;
+        decode_history(value)?;
         self.inner.data.put(&mut self.txn, key, value)?;
         Ok(())
     }
@@ -499,7 +516,7 @@ impl Batch<'_> {
     /// lives in `command::apply`.
     #[cfg(test)]
     pub fn apply(&mut self, cmd: command::Command) -> Result<Reply, StoreError> {
-        command::apply(self, cmd)
+        command::apply(self, cmd, &command::Context::default())
     }
 
     /// Applies the requests of the entry at `index`, in order.
@@ -554,15 +571,22 @@ enum Lookup {
 
 impl command::Store for Batch<'_> {
     type Error = StoreError;
-    fn get(&mut self, key: &[u8]) -> Result<Option<Value>, StoreError> {
+    fn history(&mut self, key: &[u8]) -> Result<Option<History>, StoreError> {
         match self.lookup(|o| &o.data, key) {
-            Lookup::Found(v) => v.as_deref().map(decode_value).transpose(),
-            Lookup::Below => self.inner.data.get(&self.txn, key)?.map(decode_value).transpose(),
+            Lookup::Found(v) => v.as_deref().map(decode_history).transpose(),
+            Lookup::Below => self.inner.data.get(&self.txn, key)?.map(decode_history).transpose(),
         }
     }
-    fn put(&mut self, key: &[u8], value: &Value) -> Result<(), StoreError> {
-        self.delta.note(key.len() + value.data.len() + 64);
-        self.delta.data.insert(key.to_vec(), Some(encode_value(value)));
+    fn get(&mut self, key: &[u8]) -> Result<Option<Value>, StoreError> {
+        match self.lookup(|o| &o.data, key) {
+            Lookup::Found(v) => v.as_deref().map(decode_newest).transpose(),
+            Lookup::Below => self.inner.data.get(&self.txn, key)?.map(decode_newest).transpose(),
+        }
+    }
+    fn put_history(&mut self, key: &[u8], history: &[Value]) -> Result<(), StoreError> {
+        let encoded = encode_history(history);
+        self.delta.note(key.len() + encoded.len() + 64);
+        self.delta.data.insert(key.to_vec(), Some(encoded));
         Ok(())
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
@@ -616,40 +640,79 @@ struct Layers<'a, 't> {
     txn: &'a RoTxn<'t, WithoutTls>,
 }
 
-impl command::Store for Layers<'_, '_> {
-    type Error = StoreError;
-    fn get(&mut self, key: &[u8]) -> Result<Option<Value>, StoreError> {
+impl Layers<'_, '_> {
+    fn encoded(&self, key: &[u8]) -> Result<Option<&[u8]>, StoreError> {
         let upper = self.delta.and_then(|d| d.data.get(key)).or_else(|| self.overlay.data.get(key));
-        match upper {
-            Some(v) => v.as_deref().map(decode_value).transpose(),
-            None => self.inner.data.get(self.txn, key)?.map(decode_value).transpose(),
-        }
-    }
-    fn put(&mut self, _: &[u8], _: &Value) -> Result<(), StoreError> {
-        unreachable!("reads never write: command::read only calls get")
-    }
-    fn delete(&mut self, _: &[u8]) -> Result<(), StoreError> {
-        unreachable!("reads never write: command::read only calls get")
+        Ok(match upper {
+            Some(v) => v.as_deref(),
+            None => self.inner.data.get(self.txn, key)?,
+        })
     }
 }
 
-/// A value on disk: version and timestamp as big-endian i64, then the data.
-pub fn encode_value(v: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + v.data.len());
-    out.extend_from_slice(&v.version.to_be_bytes());
-    out.extend_from_slice(&v.timestamp.to_be_bytes());
-    out.extend_from_slice(&v.data);
+impl command::Store for Layers<'_, '_> {
+    type Error = StoreError;
+    fn history(&mut self, key: &[u8]) -> Result<Option<History>, StoreError> {
+        self.encoded(key)?.map(decode_history).transpose()
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Value>, StoreError> {
+        self.encoded(key)?.map(decode_newest).transpose()
+    }
+    fn put_history(&mut self, _: &[u8], _: &[Value]) -> Result<(), StoreError> {
+        unreachable!("reads never write: the read functions of command.rs only read")
+    }
+    fn delete(&mut self, _: &[u8]) -> Result<(), StoreError> {
+        unreachable!("reads never write: the read functions of command.rs only read")
+    }
+}
+
+/// Bytes before each version's data: version and timestamp (i64) and the
+/// data's length (u32), big-endian.
+const VERSION_HEADER: usize = 20;
+
+/// A key's history on disk: its versions, newest first, each as version and
+/// timestamp (big-endian i64), the data's length (big-endian u32), then the
+/// data.
+pub fn encode_history(history: &[Value]) -> Vec<u8> {
+    let len = history.iter().map(|v| VERSION_HEADER + v.data.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    for v in history {
+        out.extend_from_slice(&v.version.to_be_bytes());
+        out.extend_from_slice(&v.timestamp.to_be_bytes());
+        // Values are at most max_value_bytes, far below 4 GiB.
+        out.extend_from_slice(&(v.data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&v.data);
+    }
     out
 }
 
-pub fn decode_value(bytes: &[u8]) -> Result<Value, StoreError> {
-    if bytes.len() < 16 {
-        return Err(StoreError::CorruptValue { len: bytes.len() });
+/// Decodes a whole history; it must hold at least one version.
+pub fn decode_history(mut bytes: &[u8]) -> Result<History, StoreError> {
+    let mut history = Vec::new();
+    while !bytes.is_empty() {
+        let (value, rest) = decode_one(bytes)?;
+        history.push(value);
+        bytes = rest;
     }
-    let (version, rest) = bytes.split_at(8);
-    let (timestamp, data) = rest.split_at(8);
-    let be = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or_default());
-    Ok(Value { version: be(version), timestamp: be(timestamp), data: data.to_vec() })
+    if history.is_empty() {
+        return Err(StoreError::CorruptValue("a key with no version".into()));
+    }
+    Ok(history)
+}
+
+/// Decodes the newest version alone (a plain read).
+fn decode_newest(bytes: &[u8]) -> Result<Value, StoreError> {
+    Ok(decode_one(bytes)?.0)
+}
+
+fn decode_one(bytes: &[u8]) -> Result<(Value, &[u8]), StoreError> {
+    let short = || StoreError::CorruptValue(format!("a version cut short ({} bytes left)", bytes.len()));
+    let header = bytes.get(..VERSION_HEADER).ok_or_else(short)?;
+    let i64_at = |at: usize| i64::from_be_bytes(header[at..at + 8].try_into().unwrap_or_default());
+    let len = u32::from_be_bytes(header[16..20].try_into().unwrap_or_default()) as usize;
+    let data = bytes.get(VERSION_HEADER..VERSION_HEADER + len).ok_or_else(short)?;
+    let value = Value { version: i64_at(0), timestamp: i64_at(8), data: data.to_vec() };
+    Ok((value, &bytes[VERSION_HEADER + len..]))
 }
 
 fn encode_meta<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -663,7 +726,7 @@ fn decode_meta<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sm::command::{Command, MemStore, Status};
+    use crate::sm::command::{Command, Context, MemStore, Status};
     use crate::sm::session::Session;
     use rand::{Rng, SeedableRng};
 
@@ -671,10 +734,12 @@ mod tests {
         let key = vec![rng.random_range(0..8u8)];
         let version = rng.random_range(0..4i64);
         let data = vec![rng.random::<u8>(); rng.random_range(0..4)];
-        match rng.random_range(0..4) {
+        match rng.random_range(0..7) {
             0 => Command::Set { key, timestamp: 7, data },
             1 => Command::Del { key },
             2 => Command::DelVersion { key, version },
+            3 => Command::Put { key, timestamp: 8, data },
+            4 => Command::Trim { key, keep: rng.random_range(0..3) },
             _ => Command::TestAndSet { key, timestamp: 9, data, version },
         }
     }
@@ -696,7 +761,7 @@ mod tests {
             let mut batch = store.batch().unwrap();
             for _ in 0..40 {
                 let cmd = random_command(&mut rng);
-                let want = command::apply(&mut model, cmd.clone()).unwrap();
+                let want = command::apply(&mut model, cmd.clone(), &Context::default()).unwrap();
                 assert_eq!(batch.apply(cmd).unwrap(), want);
             }
             batch.commit().unwrap();
@@ -704,6 +769,12 @@ mod tests {
         for key in 0..8u8 {
             let want = command::read(&mut model, &[key]).unwrap();
             assert_eq!(store.read(&[key]).unwrap(), want);
+            let want = command::read_history(&mut model, &[key], 0).unwrap();
+            assert_eq!(store.read_history(&[key], 0).unwrap(), want);
+            for version in 0..20 {
+                let want = command::read_at(&mut model, &[key], version).unwrap();
+                assert_eq!(store.read_at(&[key], version).unwrap(), want);
+            }
         }
     }
 
@@ -716,14 +787,14 @@ mod tests {
         for index in 1..200u64 {
             let client_id = rng.random_range(0..4u64);
             let session = (client_id != 0).then_some(Session { client_id, sequence: index, first_unacked: index });
-            let req = Request { cmd: random_command(&mut rng), session, time_ms: 1000 + index };
+            let req = Request { session, ..Request::plain(random_command(&mut rng), 1000 + index) };
             let want = session::apply(&mut model, index, req.clone()).unwrap();
             assert_eq!(batch.apply_requests(index, vec![req]).unwrap(), vec![want]);
         }
         batch.commit().unwrap();
         let mut want = Digester::default();
         for (k, v) in &model.data {
-            want.data(k, &encode_value(v));
+            want.data(k, &encode_history(v));
         }
         for (id, r) in &model.clients {
             want.session(&id.to_be_bytes(), &postcard::to_allocvec(r).unwrap());
@@ -796,7 +867,7 @@ mod tests {
             let mut batch = store.batch().unwrap();
             for _ in 0..rng.random_range(1..20) {
                 let cmd = random_command(&mut rng);
-                let want = command::apply(&mut model, cmd.clone()).unwrap();
+                let want = command::apply(&mut model, cmd.clone(), &Context::default()).unwrap();
                 assert_eq!(batch.apply(cmd).unwrap(), want, "round {round}");
             }
             batch.commit().unwrap();
@@ -806,7 +877,8 @@ mod tests {
             let view = store.view().unwrap();
             let got: Vec<(Vec<u8>, Vec<u8>)> =
                 view.iter().unwrap().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
-            let want: Vec<(Vec<u8>, Vec<u8>)> = model.data.iter().map(|(k, v)| (k.clone(), encode_value(v))).collect();
+            let want: Vec<(Vec<u8>, Vec<u8>)> =
+                model.data.iter().map(|(k, v)| (k.clone(), encode_history(v))).collect();
             assert_eq!(got, want, "round {round}: the merged view");
         }
     }

@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use crate::raft::types::Entry;
 
 /// The first bytes of every segment file; the last two digits are the
-/// format of the entries. Format 02: an entry carries a batch of client
-/// writes (`raft::types::Proposal`).
-pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"RKVLOG02";
+/// format of the entries. Format 03: an entry carries a batch of client
+/// writes (`raft::types::Proposal`), each with its `max_versions`.
+pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"RKVLOG03";
 /// Earlier formats, recognised to refuse them by name: 01 held one write per
-/// entry, which format 02's decoder would misread rather than reject.
-pub(super) const OLD_SEGMENT_MAGICS: [&[u8; 8]; 1] = [b"RKVLOG01"];
+/// entry and 02 writes without `max_versions`, which format 03's decoder
+/// would misread rather than reject.
+pub(super) const OLD_SEGMENT_MAGICS: [&[u8; 8]; 2] = [b"RKVLOG01", b"RKVLOG02"];
 /// Length of the segment header ([`SEGMENT_MAGIC`]).
 pub(super) const SEGMENT_HEADER_LEN: u64 = SEGMENT_MAGIC.len() as u64;
 /// Length of a record header: payload length and checksum.

@@ -23,11 +23,10 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64) -> Entry {
     let payload = match index % 3 {
         0 => EntryPayload::Blank,
-        1 => EntryPayload::Normal(Proposal(vec![Request {
-            cmd: Command::Set { key: vec![index as u8], timestamp: index as i64, data: vec![7; 40] },
-            session: None,
-            time_ms: 0,
-        }])),
+        1 => EntryPayload::Normal(Proposal(vec![Request::plain(
+            Command::Set { key: vec![index as u8], timestamp: index as i64, data: vec![7; 40] },
+            0,
+        )])),
         _ => {
             let node = Node { client_addr: "a:1".into(), raft_addr: "a:2".into() };
             EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, node)])))

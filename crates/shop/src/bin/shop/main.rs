@@ -98,7 +98,7 @@ enum Cmd {
     /// with `bench customers`, simulated customers over HTTP.
     Bench(bench::BenchArgs),
     #[command(about = server::ABOUT, after_help = server::EXAMPLES)]
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Start the whole shop (ringkv ring, MQTT broker, admin and customer
     /// portals), load a demo catalogue, open the admin shell.
     #[command(after_help = up::EXAMPLES)]
@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Customer(args) => return Ok(customer::run(&args, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
-        Cmd::Server(args) => server::run(args).await?,
+        Cmd::Server(args) => server::run(*args).await?,
         Cmd::Up(args) => return up::run(args, cli.json, cli.timeout).await,
     }
     Ok(ExitCode::SUCCESS)
