@@ -13,4 +13,10 @@ pub mod pb {
     tonic::include_proto!("ringkv.v1");
 }
 
+/// The `project.KeyValueStore` compatibility service (proto/project/kvs.proto).
+pub mod project {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("project");
+}
+
 pub use key::{decode_key, encode_key, KeyError, MAX_KEY_BYTES};

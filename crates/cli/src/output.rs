@@ -88,6 +88,22 @@ pub fn history_readable(history: &History) -> String {
     out
 }
 
+/// Renders a range's pairs for people: how many, then one line per key.
+pub fn pairs_readable(pairs: &[(num_bigint::BigInt, Value)]) -> String {
+    let mut out = format!("{} key{}", pairs.len(), if pairs.len() == 1 { "" } else { "s" });
+    for (k, v) in pairs {
+        out.push_str(&format!("\n  {k}  {}", value_line(v)));
+    }
+    out
+}
+
+/// Renders a range's pairs as one JSON object: `{"pairs":[{"key":"…","value":…}]}`
+/// (keys as decimal strings: they may be any size).
+pub fn pairs_json(pairs: &[(num_bigint::BigInt, Value)]) -> String {
+    let pairs: Vec<_> = pairs.iter().map(|(k, v)| json!({ "key": k.to_string(), "value": value_json(v) })).collect();
+    json!({ "pairs": pairs }).to_string()
+}
+
 /// Renders a history as one JSON object: `{"status":…,"versions":[…]}`,
 /// each version as in `json`, newest first.
 pub fn history_json(history: &History) -> String {

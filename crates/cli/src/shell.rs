@@ -36,6 +36,8 @@ commands (KEY: decimal or 0x-hex integer, may be negative, any size;
   at KEY VERSION                  read a kept version             e.g.  at 42 1
   history KEY [--limit N]         the kept versions, newest first e.g.  history 42
   trim KEY [KEEP]                 keep only the newest KEEP (1)   e.g.  trim 42
+  range FROM TO [--limit N]       keys in order, newest values    e.g.  range 0 100
+  delrange FROM TO                remove every key in the range   e.g.  delrange 0 100
   (--version V and --timestamp T work too; TIMESTAMP defaults to now, in ms)
   status                          the ring and every replica's role, term and indexes
   COMMAND --help                  details of one command

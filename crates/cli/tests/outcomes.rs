@@ -165,3 +165,45 @@ async fn garbage_and_dropped_connections_do_not_hurt() {
     assert_eq!(got.value.unwrap().data.as_ref(), b"kept");
     assert_eq!(client.set(&BigInt::from(101), 1, "after").await.unwrap().outcome, Outcome::Success);
 }
+
+/// Ranges come back in numeric order, whole across pages and (on a ring)
+/// across groups; a timestamp reads an older state; batches answer each
+/// key in order; del_range removes exactly the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_and_batches() {
+    let server = Server::start(&[]).await;
+    let client = server.client();
+    // More keys than a page (256), negative and positive.
+    let keys: Vec<BigInt> = (-300..300).map(|k| BigInt::from(k * 7)).collect();
+    let items = keys.iter().map(|k| (k.clone(), 10, Bytes::from(k.to_string()))).collect();
+    let put = client.put_many(items).await.unwrap();
+    assert_eq!(put.len(), keys.len());
+    assert!(put.iter().all(|r| r.outcome == Outcome::Success && r.value.is_none()));
+    let all = client.range(&BigInt::from(-5000), &BigInt::from(5000), 0, None).await.unwrap();
+    let got: Vec<BigInt> = all.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(got, keys, "every key once, in numeric order");
+    assert!(all.iter().all(|(k, v)| v.data == k.to_string() && v.version == 1));
+    let some = client.range(&BigInt::from(-21), &BigInt::from(14), 0, None).await.unwrap();
+    let some: Vec<i64> = some.iter().map(|(k, _)| i64::try_from(k).unwrap()).collect();
+    assert_eq!(some, vec![-21, -14, -7, 0, 7, 14], "bounds inclusive");
+    assert_eq!(client.range(&BigInt::from(0), &BigInt::from(5000), 5, None).await.unwrap().len(), 5, "a limit");
+    assert!(client.range(&BigInt::from(9), &BigInt::from(-9), 0, None).await.unwrap().is_empty(), "to < from");
+    // A newer version of 0; reading at timestamp 10 still sees the first.
+    client.put(&BigInt::from(0), 20, "new").await.unwrap();
+    let now = client.range(&BigInt::from(0), &BigInt::from(0), 0, None).await.unwrap();
+    assert_eq!(now[0].1.data.as_ref(), b"new");
+    let then = client.range(&BigInt::from(0), &BigInt::from(0), 0, Some(10)).await.unwrap();
+    assert_eq!((then[0].1.version, then[0].1.data.as_ref()), (1, &b"0"[..]));
+    assert!(client.range(&BigInt::from(0), &BigInt::from(0), 0, Some(9)).await.unwrap().is_empty());
+
+    let probe = [BigInt::from(7), BigInt::from(8), BigInt::from(-2100)];
+    let got = client.get_many(&probe).await.unwrap();
+    let outcomes: Vec<Outcome> = got.iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, vec![Outcome::Success, Outcome::Error, Outcome::Success], "one answer per key, in order");
+    let removed = client.del_range(&BigInt::from(-70), &BigInt::from(70)).await.unwrap();
+    assert_eq!(removed.len(), 21);
+    assert!(client.range(&BigInt::from(-70), &BigInt::from(70), 0, None).await.unwrap().is_empty());
+    assert_eq!(client.range(&BigInt::from(-5000), &BigInt::from(5000), 0, None).await.unwrap().len(), 600 - 21);
+    let dels = client.del_many(&[BigInt::from(77), BigInt::from(77)]).await.unwrap();
+    assert_eq!((dels[0].outcome, dels[1].outcome), (Outcome::Success, Outcome::Error));
+}

@@ -163,6 +163,36 @@ impl Ring {
         &self.fingers[position]
     }
 
+    /// The positions that may own integer keys in `[from, to]` (wire
+    /// bytes, valid keys), in clockwise order from the owner of `from`.
+    /// Under `hash` placement keys of any range are spread everywhere: all
+    /// positions. Under `direct` a range shorter than the circle covers the
+    /// arc from `from`'s id to `to`'s.
+    pub fn positions_for_range(&self, from: &[u8], to: &[u8]) -> Vec<usize> {
+        let all = || self.clockwise.clone();
+        if self.placement == Placement::Hash {
+            return all();
+        }
+        let (lo, hi) = (num_bigint::BigInt::from_signed_bytes_be(from), num_bigint::BigInt::from_signed_bytes_be(to));
+        if hi < lo {
+            return Vec::new();
+        }
+        let span = num_bigint::BigInt::from_biguint(num_bigint::Sign::Plus, self.modulus.clone());
+        let (start, end) = (self.key_id(from), self.key_id(to));
+        // Wider than the circle, or the arc wraps past `from`'s owner.
+        if hi - lo >= span || (self.owner(&start) == self.owner(&end) && end < start) {
+            return all();
+        }
+        let (first, last) = (self.owner(&start), self.owner(&end));
+        let mut out = vec![first];
+        let mut p = first;
+        while p != last {
+            p = self.successor(p);
+            out.push(p);
+        }
+        out
+    }
+
     /// `(a + b) mod 2^m`.
     fn add(&self, a: &BigUint, b: &BigUint) -> BigUint {
         (a + b) % &self.modulus

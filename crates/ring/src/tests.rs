@@ -188,3 +188,24 @@ proptest! {
         prop_assert_eq!(holders, vec![ring.owner(&id)]);
     }
 }
+
+/// Every key of a range is owned by one of the positions named for it;
+/// under direct placement a short range names only the arc it covers.
+#[test]
+fn positions_for_a_range_cover_every_key_in_it() {
+    let direct = Ring::evenly(8, 4, Placement::Direct).unwrap();
+    let hashed = Ring::evenly(8, 4, Placement::Hash).unwrap();
+    let wire = |n: i64| wire(&n.to_string());
+    for (lo, hi) in [(10i64, 20i64), (-5, 5), (60, 70), (0, 255), (-300, 300), (250, 260), (7, 7)] {
+        for ring in [&direct, &hashed] {
+            let named = ring.positions_for_range(&wire(lo), &wire(hi));
+            for k in lo..=hi {
+                assert!(named.contains(&ring.owner_of_key(&wire(k))), "key {k} of [{lo}, {hi}]: {named:?}");
+            }
+        }
+    }
+    assert_eq!(direct.positions_for_range(&wire(10), &wire(20)).len(), 1, "one position's arc");
+    assert_eq!(direct.positions_for_range(&wire(0), &wire(1000)).len(), 4, "wider than the circle");
+    assert_eq!(hashed.positions_for_range(&wire(10), &wire(20)).len(), 4, "hashed keys are everywhere");
+    assert!(direct.positions_for_range(&wire(5), &wire(4)).is_empty(), "an empty range");
+}

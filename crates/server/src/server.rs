@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::node::Node;
 use crate::raft::network::MAX_RAFT_MESSAGE;
 use crate::service::admin::AdminService;
+use crate::service::compat::{self, CompatService};
+use crate::service::dispatch::Dispatch;
 use crate::service::kv::KvService;
 use crate::service::raft::RaftService;
 use crate::service::route::Router;
@@ -51,12 +53,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
     let max_message = config.max_value_bytes.saturating_mul(2).saturating_add(MESSAGE_OVERHEAD);
     let max_hops = config.ring.as_ref().map_or(1, |r| r.max_hops);
     let router = Arc::new(Router::new(ring, config.position, groups, max_hops, node.clone()));
-    let kv = KeyValueServer::new(KvService::new(node.clone(), router.clone(), max_message))
+    let dispatch = Dispatch::new(node.clone(), router.clone(), max_message);
+    let compat = compat::server(CompatService::new(dispatch.clone()), max_message);
+    let kv = KeyValueServer::new(KvService::new(dispatch))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let admin = AdminServer::new(AdminService::new(node.clone(), router));
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    let router = builder.add_service(kv).add_service(admin);
+    let router = builder.add_service(kv).add_service(compat).add_service(admin);
     let router = match config.raft_listen {
         None => router.add_service(raft_server(RaftService::new(node.raft().clone()))),
         Some(_) => router,

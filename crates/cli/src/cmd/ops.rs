@@ -9,7 +9,7 @@
 //! one is reported in our words and counted as bad input (exit code 1).
 
 use clap::Subcommand;
-use ringkv_client::{Client, ClientError, History, Reply};
+use ringkv_client::{Client, ClientError, History, Reply, Value};
 
 use crate::{output, parse};
 
@@ -154,6 +154,39 @@ pub enum Op {
         #[arg(default_value_t = 1)]
         keep: u32,
     },
+    /// The keys from FROM to TO (inclusive), in numeric order, with their
+    /// newest values.
+    ///
+    /// Gathered from every group of a ring; at most --limit keys (0: all).
+    #[command(
+        after_help = "Examples:\n  ringkv range 0 100\n  ringkv range -50 50 --limit 10 --json\n  ringkv range 0 100 --at 1700000000000"
+    )]
+    Range {
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        from: String,
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        to: String,
+        /// At most this many keys (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Each key's newest kept version with a timestamp at most this.
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Remove every key from FROM to TO (inclusive); shows what was removed.
+    ///
+    /// Each key is removed atomically; the range as a whole is not atomic.
+    #[command(after_help = "Examples:\n  ringkv delrange 0 100")]
+    Delrange {
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        from: String,
+        /// Decimal or 0x-hex integer.
+        #[arg(allow_hyphen_values = true)]
+        to: String,
+    },
 }
 
 /// What an operation answered.
@@ -161,6 +194,8 @@ pub enum Op {
 pub enum Answer {
     Reply(Reply),
     History(History),
+    /// Keys and values of a range, in key order.
+    Pairs(Vec<(num_bigint::BigInt, Value)>),
 }
 
 impl Answer {
@@ -169,6 +204,7 @@ impl Answer {
         match self {
             Answer::Reply(r) => output::readable(r),
             Answer::History(h) => output::history_readable(h),
+            Answer::Pairs(p) => output::pairs_readable(p),
         }
     }
 
@@ -177,6 +213,7 @@ impl Answer {
         match self {
             Answer::Reply(r) => output::json(r),
             Answer::History(h) => output::history_json(h),
+            Answer::Pairs(p) => output::pairs_json(p),
         }
     }
 }
@@ -223,6 +260,8 @@ enum Parsed {
     At { key: num_bigint::BigInt, version: i64 },
     History { key: num_bigint::BigInt, limit: u32 },
     Trim { key: num_bigint::BigInt, keep: u32 },
+    Range { from: num_bigint::BigInt, to: num_bigint::BigInt, limit: u32, at: Option<i64> },
+    DelRange { from: num_bigint::BigInt, to: num_bigint::BigInt },
 }
 
 impl Op {
@@ -231,6 +270,12 @@ impl Op {
         let reply = match self.parse().map_err(OpError::Input)? {
             Parsed::History { key, limit } => {
                 return client.history(&key, limit).await.map(Answer::History).map_err(OpError::Client)
+            }
+            Parsed::Range { from, to, limit, at } => {
+                return client.range(&from, &to, limit, at).await.map(Answer::Pairs).map_err(OpError::Client)
+            }
+            Parsed::DelRange { from, to } => {
+                return client.del_range(&from, &to).await.map(Answer::Pairs).map_err(OpError::Client)
             }
             Parsed::Put { key, data, timestamp } => client.put(&key, timestamp, data).await,
             Parsed::At { key, version } => client.get_at(&key, version).await,
@@ -266,6 +311,13 @@ impl Op {
             Op::History { key, limit } => Parsed::History { key: parse::key(key)?, limit: *limit },
             Op::Trim { key, keep: 0 } => anyhow::bail!("trim {key} 0 would keep nothing: use del to remove a key"),
             Op::Trim { key, keep } => Parsed::Trim { key: parse::key(key)?, keep: *keep },
+            Op::Range { from, to, limit, at } => Parsed::Range {
+                from: parse::key(from)?,
+                to: parse::key(to)?,
+                limit: *limit,
+                at: at.as_deref().map(parse::timestamp).transpose()?,
+            },
+            Op::Delrange { from, to } => Parsed::DelRange { from: parse::key(from)?, to: parse::key(to)? },
             Op::Del { key, version_pos, version } => match version_pos.as_ref().or(version.as_ref()) {
                 None => Parsed::Del { key: parse::key(key)? },
                 Some(v) => Parsed::DelVersion { key: parse::key(key)?, version: parse::version(v)? },
@@ -320,6 +372,9 @@ mod tests {
         assert_eq!(parsed("trim 42").unwrap(), Parsed::Trim { key: k.clone(), keep: 1 });
         assert_eq!(parsed("trim 42 3").unwrap(), Parsed::Trim { key: k.clone(), keep: 3 });
         assert!(parsed("trim 42 0").unwrap_err().to_string().contains("use del"));
+        let range = Parsed::Range { from: BigInt::from(-5), to: k.clone(), limit: 3, at: None };
+        assert_eq!(parsed("range -5 42 --limit 3").unwrap(), range);
+        assert_eq!(parsed("delrange 1 42").unwrap(), Parsed::DelRange { from: BigInt::from(1), to: k.clone() });
         assert_eq!(parsed("put 42 x 5").unwrap(), Parsed::Put { key: k.clone(), data: b"x".to_vec(), timestamp: 5 });
     }
 

@@ -36,16 +36,28 @@ pub use ringkv_api::headers::HOPS;
 /// How long a forwarded call may take before the follower gives up.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A request type that can be sent to another replica's `KeyValue`.
+/// A request that can be sent, unchanged, to the same RPC on another node.
 pub trait Forwardable: Send + 'static + Sized {
     /// What the RPC answers.
     type Reply: Send + 'static;
+    /// Calls the RPC over `channel`, accepting messages up to `max_message`.
     fn send(
-        client: KeyValueClient<Channel>,
+        channel: Channel,
+        max_message: usize,
         req: Request<Self>,
     ) -> BoxFuture<'static, Result<Response<Self::Reply>, Status>>;
-    /// The key's wire bytes: what routing places on the ring.
-    fn key(&self) -> &bytes::Bytes;
+}
+
+/// A request routed along the ring by its key.
+pub trait Routed: Forwardable {
+    /// What the ring places: an integer key's wire bytes (checked here), or
+    /// another key space's own bytes.
+    fn route_key(&self) -> Result<std::borrow::Cow<'_, [u8]>, super::status::InputError>;
+}
+
+/// A `KeyValue` stub over `channel`.
+pub fn kv_client(channel: Channel, max_message: usize) -> KeyValueClient<Channel> {
+    KeyValueClient::new(channel).max_decoding_message_size(max_message).max_encoding_message_size(max_message)
 }
 
 macro_rules! forwardable {
@@ -53,15 +65,24 @@ macro_rules! forwardable {
         impl Forwardable for $req {
             type Reply = $reply;
 
-            fn key(&self) -> &bytes::Bytes {
-                &self.key
-            }
-
             fn send(
-                mut client: KeyValueClient<Channel>,
+                channel: Channel,
+                max_message: usize,
                 req: Request<Self>,
             ) -> BoxFuture<'static, Result<Response<$reply>, Status>> {
-                Box::pin(async move { client.$method(req).await })
+                Box::pin(async move { kv_client(channel, max_message).$method(req).await })
+            }
+        }
+    )*};
+}
+
+/// `KeyValue` requests routed by their integer key.
+macro_rules! routed {
+    ($($req:ty),* $(,)?) => {$(
+        impl Routed for $req {
+            fn route_key(&self) -> Result<std::borrow::Cow<'_, [u8]>, super::status::InputError> {
+                ringkv_api::key::validate_key(&self.key)?;
+                Ok(std::borrow::Cow::Borrowed(&self.key[..]))
             }
         }
     )*};
@@ -77,6 +98,19 @@ forwardable!(
     pb::GetAtRequest => get_at: pb::Reply,
     pb::HistoryRequest => history: pb::HistoryReply,
     pb::TrimRequest => trim: pb::Reply,
+    pb::RangePartRequest => range_part: pb::RangePartReply,
+);
+
+routed!(
+    pb::SetRequest,
+    pb::GetRequest,
+    pb::DelRequest,
+    pb::DelVersionRequest,
+    pb::TestAndSetRequest,
+    pb::PutRequest,
+    pb::GetAtRequest,
+    pb::HistoryRequest,
+    pb::TrimRequest,
 );
 
 /// How a request reached this node.
@@ -115,12 +149,12 @@ pub fn set_hops(md: &mut tonic::metadata::MetadataMap, hops: u32) {
 /// Connections to the other replicas, made on first use and kept.
 pub struct Forwarder {
     max_message: usize,
-    clients: Mutex<HashMap<String, KeyValueClient<Channel>>>,
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Forwarder {
     pub fn new(max_message: usize) -> Self {
-        Self { max_message, clients: Mutex::default() }
+        Self { max_message, channels: Mutex::default() }
     }
 
     /// Whether `req` was already forwarded once.
@@ -139,14 +173,14 @@ impl Forwarder {
         via: Via,
         leg: Leg,
     ) -> Result<Response<T::Reply>, Status> {
-        let client = self.client(addr)?;
+        let channel = self.channel(addr)?;
         let mut req = Request::new(msg);
         req.set_timeout(FORWARD_TIMEOUT);
         set_hops(req.metadata_mut(), via.hops + 1);
         if leg == Leg::ToLeader {
             req.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
         }
-        match T::send(client, req).await {
+        match T::send(channel, self.max_message, req).await {
             Ok(mut r) => {
                 let hops = hops_in(r.metadata()) + 1;
                 set_hops(r.metadata_mut(), hops);
@@ -161,17 +195,15 @@ impl Forwarder {
         }
     }
 
-    fn client(&self, addr: &str) -> Result<KeyValueClient<Channel>, Status> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(addr) {
+    /// The connection to `addr` (shared by every service's stubs).
+    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| status::bad_address(addr, e))?;
         let channel = endpoint.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true).connect_lazy();
-        let client = KeyValueClient::new(channel)
-            .max_decoding_message_size(self.max_message)
-            .max_encoding_message_size(self.max_message);
-        clients.insert(addr.to_owned(), client.clone());
-        Ok(client)
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
     }
 }

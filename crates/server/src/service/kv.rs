@@ -1,28 +1,48 @@
 //! The public `KeyValue` service (proto/ringkv/v1/kv.proto).
 //!
-//! Each RPC only validates its request and builds a `Command`; routing along
-//! the ring (`serve`, `route.rs`), committing, answering, forwarding to the
-//! leader and error mapping are shared by all of them (`answer`).
-
-use std::sync::Arc;
+//! Each RPC only validates its request and builds a `Command` (or a read);
+//! routing, committing, forwarding to the leader and error mapping are
+//! shared by every service (`dispatch.rs`).
 
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use ringkv_api::pb::{self, key_value_server::KeyValue};
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
-use super::forward::{Forwardable, Forwarder, Leg, Via};
-use super::route::Router;
+use super::dispatch::{Answer as Answered, Dispatch, Write};
+use super::forward::Routed;
+use super::range::{self, Span};
 use super::status::InputError;
-use crate::node::{Node, NodeError};
 use crate::sm::command::{self, Command};
 use crate::sm::key as store_key;
-use crate::sm::session::{Request as LogRequest, Session};
-use crate::sm::store::{KvStore, StoreError};
+use crate::sm::session::Session;
 
 /// A write request: it may carry an exactly-once session tag.
-trait WriteMessage: Forwardable {
+trait WriteMessage: Routed<Reply = pb::Reply> {
     fn session(&self) -> Option<Session>;
 }
+
+/// A read request: its key, and whether a stale answer will do.
+trait ReadMessage: Routed {
+    fn key(&self) -> &Bytes;
+    fn serializable(&self) -> bool;
+}
+
+macro_rules! read_message {
+    ($($req:ty),*) => {$(
+        impl ReadMessage for $req {
+            fn key(&self) -> &Bytes {
+                &self.key
+            }
+            fn serializable(&self) -> bool {
+                self.serializable
+            }
+        }
+    )*};
+}
+
+read_message!(pb::GetRequest, pb::GetAtRequest, pb::HistoryRequest);
 
 macro_rules! write_message {
     ($($req:ty),*) => {$(
@@ -47,200 +67,225 @@ write_message!(
     pb::TrimRequest
 );
 
-/// The proposing replica's clock, carried in the log so that session expiry
-/// is the same on every replica.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-type Answer<R = pb::Reply> = Result<Response<R>, Status>;
+type Answer<R = pb::Reply> = Answered<R>;
 
 /// Serves `KeyValue` from one node.
 #[derive(Clone)]
 pub struct KvService {
-    node: Node,
-    forwarder: Arc<Forwarder>,
-    router: Arc<Router>,
+    d: Dispatch,
+}
+
+/// The store key of a request's (integer) key.
+fn key(key: &Bytes) -> Result<Vec<u8>, InputError> {
+    ringkv_api::key::validate_key(key)?;
+    Ok(store_key::int(key))
 }
 
 impl KvService {
-    pub fn new(node: Node, router: Arc<Router>, max_message: usize) -> Self {
-        Self { node, forwarder: Arc::new(Forwarder::new(max_message)), router }
+    pub fn new(d: Dispatch) -> Self {
+        Self { d }
     }
 
-    /// Every RPC: forwarded along the ring when this group does not own the
-    /// key, else served here by `here`; the answer is stamped with its hop
-    /// count and this group's leader on the way out.
-    async fn serve<T, Fut>(&self, req: Request<T>, here: impl FnOnce(Request<T>) -> Fut) -> Answer<T::Reply>
-    where
-        T: Forwardable,
-        Fut: std::future::Future<Output = Answer<T::Reply>>,
-    {
-        let answer = match self.router.next_hop(&req) {
-            Ok(None) => here(req).await,
-            Ok(Some(next)) => self.router.forward(&self.forwarder, next, req).await,
-            Err(s) => Err(s),
-        };
-        self.router.stamp(answer)
-    }
-
-    /// The store key of a request's (integer) key.
-    fn key(&self, key: &Bytes) -> Result<Vec<u8>, InputError> {
-        ringkv_api::key::validate_key(key)?;
-        Ok(store_key::int(key))
-    }
-
-    fn data(&self, data: &Bytes) -> Result<Vec<u8>, InputError> {
-        let limit = self.node.max_value_bytes();
-        if data.len() > limit {
-            return Err(InputError::DataTooLarge { len: data.len(), limit });
-        }
-        Ok(data.to_vec())
-    }
-
-    /// Answers from the local result, or forwards `msg` to the leader when
-    /// this replica is not it and knows who is (once: see `forward.rs`).
-    async fn answer<T: Forwardable>(&self, via: Via, msg: T, local: Result<T::Reply, NodeError>) -> Answer<T::Reply> {
-        match local {
-            Ok(reply) => Ok(Response::new(reply)),
-            Err(NodeError::NotLeader { leader: Some(leader) }) if !via.forwarded => {
-                self.forwarder.forward(&leader, "the leader", msg, via, Leg::ToLeader).await
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A write: commit `cmd` through Raft here, or forward it.
-    ///
-    /// The choice is made before proposing: a write that this replica
-    /// proposed and then lost leadership over may still be committed by the
-    /// next leader, so forwarding it then could apply it twice. Such a
-    /// write is answered UNAVAILABLE (its effect is unknown) instead.
-    async fn write<T: WriteMessage<Reply = pb::Reply>>(
+    /// A write of `build`'s command, with the request's session tag.
+    async fn write<T: WriteMessage>(
         &self,
         req: Request<T>,
-        cmd: impl FnOnce(&T) -> Result<Command, InputError>,
+        build: impl FnOnce(&T) -> Result<Command, InputError>,
     ) -> Answer {
-        let via = Via::of(&req);
-        let msg = req.into_inner();
-        let cmd = LogRequest {
-            cmd: cmd(&msg)?,
-            session: msg.session(),
-            time_ms: now_ms(),
-            max_versions: self.node.max_versions(),
-        };
-        if let Err(not_leader) = self.node.leads() {
-            return self.answer(via, msg, Err(not_leader)).await;
-        }
-        // Proposed: whatever the answer, it is not forwarded.
-        let reply = self.node.write(cmd).await?;
-        Ok(Response::new(reply.into()))
+        let write = |r: &T| Ok(Write { cmd: build(r)?, session: r.session() });
+        self.d.serve(req, |req| self.d.write(req, write, pb::Reply::from)).await
     }
 
-    /// A read, served by this group: `read` on the local store, once the
-    /// read is linearizable unless `serializable` is asked for.
-    async fn read<T: Forwardable>(
+    /// A read of the request's key from the store.
+    async fn read<T: ReadMessage>(
         &self,
-        request: Request<T>,
-        serializable: impl FnOnce(&T) -> bool,
-        read: impl FnOnce(&T, &KvStore, &[u8]) -> Result<T::Reply, StoreError>,
+        req: Request<T>,
+        read: impl FnOnce(&T, &crate::sm::store::KvStore, &[u8]) -> Result<T::Reply, crate::sm::store::StoreError>,
     ) -> Answer<T::Reply> {
-        let via = Via::of(&request);
-        let msg = request.into_inner();
-        let key = self.key(msg.key())?;
-        let run = |store: &KvStore| read(&msg, store, &key);
-        if serializable(&msg) {
-            return Ok(Response::new(self.node.read_local(run)?));
-        }
-        let local = self.node.read(run).await;
-        self.answer(via, msg, local).await
+        self.d
+            .serve(req, |req| async move {
+                let (k, serializable) = (key(req.get_ref().key())?, req.get_ref().serializable());
+                self.d.read(req, serializable, |r, store| read(r, store, &k)).await
+            })
+            .await
     }
 }
 
 #[tonic::async_trait]
 impl KeyValue for KvService {
     async fn set(&self, request: Request<pb::SetRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.write(req, |r| {
-                Ok(Command::Set { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? })
-            })
+        self.write(request, |r| {
+            Ok(Command::Set { key: key(&r.key)?, timestamp: r.timestamp, data: self.d.data(&r.data)? })
         })
         .await
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Answer {
-        self.serve(request, |req| self.read(req, |r| r.serializable, |_, store, key| Ok(store.read(key)?.into()))).await
+        self.read(request, |_, store, k| Ok(store.read(k)?.into())).await
     }
 
     async fn del(&self, request: Request<pb::DelRequest>) -> Answer {
-        self.serve(request, |req| self.write(req, |r| Ok(Command::Del { key: self.key(&r.key)? }))).await
+        self.write(request, |r| Ok(Command::Del { key: key(&r.key)? })).await
     }
 
     async fn del_version(&self, request: Request<pb::DelVersionRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.write(req, |r| Ok(Command::DelVersion { key: self.key(&r.key)?, version: r.version }))
-        })
-        .await
+        self.write(request, |r| Ok(Command::DelVersion { key: key(&r.key)?, version: r.version })).await
     }
 
     async fn test_and_set(&self, request: Request<pb::TestAndSetRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.write(req, |r| {
-                Ok(Command::TestAndSet {
-                    key: self.key(&r.key)?,
-                    timestamp: r.timestamp,
-                    data: self.data(&r.data)?,
-                    version: r.version,
-                })
+        self.write(request, |r| {
+            Ok(Command::TestAndSet {
+                key: key(&r.key)?,
+                timestamp: r.timestamp,
+                data: self.d.data(&r.data)?,
+                version: r.version,
             })
         })
         .await
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.write(req, |r| {
-                Ok(Command::Put { key: self.key(&r.key)?, timestamp: r.timestamp, data: self.data(&r.data)? })
-            })
+        self.write(request, |r| {
+            Ok(Command::Put { key: key(&r.key)?, timestamp: r.timestamp, data: self.d.data(&r.data)? })
         })
         .await
     }
 
     async fn get_at(&self, request: Request<pb::GetAtRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.read(req, |r| r.serializable, |r, store, key| Ok(store.read_at(key, r.version)?.into()))
-        })
-        .await
+        self.read(request, |r, store, k| Ok(store.read_at(k, r.version)?.into())).await
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Answer<pb::HistoryReply> {
-        self.serve(request, |req| {
-            self.read(
-                req,
-                |r| r.serializable,
-                |r, store, key| {
-                    let (status, versions) = store.read_history(key, r.limit)?;
-                    Ok(pb::HistoryReply {
-                        status: pb::Status::from(status) as i32,
-                        values: versions.into_iter().map(pb::Value::from).collect(),
-                    })
-                },
-            )
+        self.read(request, |r, store, k| {
+            let (status, versions) = store.read_history(k, r.limit)?;
+            Ok(pb::HistoryReply {
+                status: pb::Status::from(status) as i32,
+                values: versions.into_iter().map(pb::Value::from).collect(),
+            })
         })
         .await
     }
 
     async fn trim(&self, request: Request<pb::TrimRequest>) -> Answer {
-        self.serve(request, |req| {
-            self.write(req, |r| {
-                if r.keep == 0 {
-                    return Err(InputError::KeepNothing);
-                }
-                Ok(Command::Trim { key: self.key(&r.key)?, keep: r.keep })
-            })
+        self.write(request, |r| {
+            if r.keep == 0 {
+                return Err(InputError::KeepNothing);
+            }
+            Ok(Command::Trim { key: key(&r.key)?, keep: r.keep })
         })
         .await
     }
+
+    type RangeStream = ReceiverStream<Result<pb::KeyValuePair, Status>>;
+
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Answer<Self::RangeStream> {
+        let r = request.into_inner();
+        let span = Span {
+            space: pb::KeySpace::Integer,
+            from: r.from,
+            to: r.to,
+            limit: u64::from(r.limit),
+            at_timestamp: r.at_timestamp,
+            serializable: r.serializable,
+        };
+        Ok(Response::new(ReceiverStream::new(range::gather(self.d.clone(), span)?)))
+    }
+
+    type DelRangeStream = BoxStream<'static, Result<pb::KeyValuePair, Status>>;
+
+    async fn del_range(&self, request: Request<pb::DelRangeRequest>) -> Answer<Self::DelRangeStream> {
+        let r = request.into_inner();
+        let span = Span {
+            space: pb::KeySpace::Integer,
+            from: r.from,
+            to: r.to,
+            limit: 0,
+            at_timestamp: None,
+            serializable: false,
+        };
+        let keys = ReceiverStream::new(range::gather(self.d.clone(), span)?);
+        let svc = self.clone();
+        let removed = keys
+            .map(move |pair| {
+                let svc = svc.clone();
+                async move {
+                    let key = pair?.key;
+                    let reply =
+                        svc.del(Request::new(pb::DelRequest { key: key.clone(), ..Default::default() })).await?;
+                    Ok::<_, Status>((key, reply.into_inner()))
+                }
+            })
+            .buffered(BATCH_WINDOW)
+            .filter_map(|answer| async move {
+                match answer {
+                    Ok((key, reply)) if reply.status == pb::Status::Success as i32 => {
+                        Some(Ok(pb::KeyValuePair { key, value: reply.value }))
+                    }
+                    // Removed by someone else since the range was read.
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            });
+        Ok(Response::new(Box::pin(removed)))
+    }
+
+    async fn range_part(&self, request: Request<pb::RangePartRequest>) -> Answer<pb::RangePartReply> {
+        range::part_here(&self.d, request).await
+    }
+
+    type GetManyStream = BoxStream<'static, Result<pb::Reply, Status>>;
+
+    async fn get_many(&self, request: Request<Streaming<pb::GetRequest>>) -> Answer<Self::GetManyStream> {
+        let svc = self.clone();
+        Ok(Response::new(batch(request, move |msg| {
+            let svc = svc.clone();
+            async move { svc.get(Request::new(msg)).await }
+        })))
+    }
+
+    type PutManyStream = BoxStream<'static, Result<pb::Reply, Status>>;
+
+    async fn put_many(&self, request: Request<Streaming<pb::PutRequest>>) -> Answer<Self::PutManyStream> {
+        let svc = self.clone();
+        Ok(Response::new(batch(request, move |msg| {
+            let svc = svc.clone();
+            async move { svc.put(Request::new(msg)).await }
+        })))
+    }
+
+    type DelManyStream = BoxStream<'static, Result<pb::Reply, Status>>;
+
+    async fn del_many(&self, request: Request<Streaming<pb::DelRequest>>) -> Answer<Self::DelManyStream> {
+        let svc = self.clone();
+        Ok(Response::new(batch(request, move |msg| {
+            let svc = svc.clone();
+            async move { svc.del(Request::new(msg)).await }
+        })))
+    }
+}
+
+/// Requests of a batch in flight at once: enough to fill write batches
+/// and read-index rounds, few enough that a stream's memory stays small.
+const BATCH_WINDOW: usize = 64;
+
+/// Answers a stream of requests with `one`, up to `BATCH_WINDOW` at a
+/// time, in request order.
+fn batch<T, Fut>(
+    request: Request<Streaming<T>>,
+    one: impl Fn(T) -> Fut + Send + 'static,
+) -> BoxStream<'static, Result<pb::Reply, Status>>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    let answers = request
+        .into_inner()
+        .map(move |msg| {
+            let call = msg.map(&one);
+            async move { Ok(call?.await?.into_inner()) }
+        })
+        .buffered(BATCH_WINDOW);
+    Box::pin(answers)
 }
 
 impl From<command::Status> for pb::Status {

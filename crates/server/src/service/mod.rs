@@ -3,8 +3,11 @@
 //! `status` maps every internal error to a gRPC status, in one place.
 
 pub mod admin;
+pub mod compat;
+pub mod dispatch;
 pub mod forward;
 pub mod kv;
 pub mod raft;
+pub mod range;
 pub mod route;
 pub mod status;

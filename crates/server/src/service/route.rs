@@ -23,8 +23,8 @@ use ringkv_ring::{Hop, Ring};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::forward::{self, Forwardable, Forwarder, Leg, Via};
-use super::status::{self, InputError};
+use super::forward::{self, Forwardable, Forwarder, Leg, Routed, Via};
+use super::status;
 use crate::config::Replica;
 use crate::node::Node;
 
@@ -93,10 +93,9 @@ impl Router {
 
     /// Where `req` goes: `None` to serve it here, or the next position.
     /// Bad keys are refused here, before they travel.
-    pub fn next_hop<T: Forwardable>(&self, req: &Request<T>) -> Result<Option<usize>, Status> {
-        let key = req.get_ref().key();
-        ringkv_api::key::validate_key(key).map_err(InputError::from)?;
-        let id = self.ring.key_id(key);
+    pub fn next_hop<T: Routed>(&self, req: &Request<T>) -> Result<Option<usize>, Status> {
+        let key = req.get_ref().route_key()?;
+        let id = self.ring.key_id(&key);
         match self.ring.next_hop(self.me, &id) {
             Hop::Local => Ok(None),
             Hop::Forward(_) if Via::of(req).hops >= self.max_hops => {
@@ -192,6 +191,16 @@ impl Router {
 
     pub fn position(&self) -> usize {
         self.me
+    }
+
+    /// How many positions the ring has.
+    pub fn positions(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// The positions that may own integer keys in `[from, to]`.
+    pub fn positions_for_range(&self, from: &[u8], to: &[u8]) -> Vec<usize> {
+        self.ring.positions_for_range(from, to)
     }
 }
 

@@ -18,6 +18,10 @@ pub enum InputError {
     DataTooLarge { len: usize, limit: usize },
     #[error("trim must keep at least 1 version (keep = 0); use del to remove a key")]
     KeepNothing,
+    #[error("a text key must be UTF-8")]
+    NotText,
+    #[error("key is {len} bytes; the longest key is {limit} bytes")]
+    TextKeyTooLong { len: usize, limit: usize },
 }
 
 impl From<InputError> for Status {

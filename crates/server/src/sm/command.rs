@@ -64,11 +64,13 @@ pub const DEFAULT_MAX_VERSIONS: u32 = 16;
 pub struct Reply {
     pub status: Status,
     pub value: Option<Value>,
+    /// The version a clock put made (the compatibility API answers it).
+    pub made: Option<i64>,
 }
 
 impl Reply {
     fn new(status: Status, value: Option<Value>) -> Self {
-        Self { status, value }
+        Self { status, value, made: None }
     }
 }
 
@@ -105,6 +107,15 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         timestamp: i64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The compatibility API's put (`project.KeyValueStore`): insert or
+    /// replace, the version being the leader's clock in milliseconds, made
+    /// strictly increasing per key; the timestamp is the same.
+    ClockPut {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
@@ -152,6 +163,15 @@ pub fn read_at<S: Store>(store: &mut S, key: &[u8], version: i64) -> Result<Repl
         Some(v) => Reply::new(Status::Success, Some(v.clone())),
         None => Reply::new(Status::ErrorWv, history.into_iter().next()),
     })
+}
+
+/// The newest version at or below `version` (any when `version` ≤ 0): what
+/// the compatibility API's `Get` reads.
+pub fn read_at_or_before<S: Store>(store: &mut S, key: &[u8], version: i64) -> Result<Option<Value>, S::Error> {
+    if version <= 0 {
+        return store.get(key);
+    }
+    Ok(store.history(key)?.and_then(|h| h.into_iter().find(|v| v.version <= version)))
 }
 
 /// Reads the kept versions, newest first, at most `limit` (0: all):
@@ -230,6 +250,14 @@ pub fn apply<S: Store>(store: &mut S, command: Command, ctx: &Context) -> Result
             push_version(store, &key, history, Value { version, timestamp, data }, ctx.max_versions)?;
             Ok(Reply::new(Status::Success, replaced))
         }
+        Command::ClockPut { key, data } => {
+            let history = store.history(&key)?;
+            let replaced = history.as_ref().and_then(|h| h.first()).cloned();
+            let clock = i64::try_from(ctx.time_ms).unwrap_or(i64::MAX);
+            let version = replaced.as_ref().map_or(clock, |r| clock.max(next_version(r.version)));
+            push_version(store, &key, history, Value { version, timestamp: version, data }, ctx.max_versions)?;
+            Ok(Reply { made: Some(version), ..Reply::new(Status::Success, replaced) })
+        }
         Command::Trim { key, keep } => match store.history(&key)? {
             None => Ok(Reply::new(Status::Error, None)),
             Some(mut history) => {
@@ -263,9 +291,10 @@ impl Command {
     /// Bytes of key and data the command carries.
     pub fn size_hint(&self) -> usize {
         match self {
-            Command::Set { key, data, .. } | Command::TestAndSet { key, data, .. } | Command::Put { key, data, .. } => {
-                key.len() + data.len()
-            }
+            Command::Set { key, data, .. }
+            | Command::TestAndSet { key, data, .. }
+            | Command::Put { key, data, .. }
+            | Command::ClockPut { key, data } => key.len() + data.len(),
             Command::Del { key } | Command::DelVersion { key, .. } | Command::Trim { key, .. } => key.len(),
         }
     }
@@ -344,5 +373,22 @@ mod tests {
         assert_eq!(read_history(&mut s, &[1], 0).unwrap(), (Status::Error, vec![]), "del removes every version");
         assert_eq!(apply(&mut s, put(1), &all).unwrap().value, None);
         assert_eq!(versions(&mut s, &[1]), vec![1], "a key set again starts over");
+    }
+
+    /// A clock put's version is the entry's clock, strictly increasing per
+    /// key even when the clock stands still or goes back.
+    #[test]
+    fn clock_put_versions_increase_per_key() {
+        let mut s = MemStore::default();
+        let put = |d: u8| Command::ClockPut { key: vec![2], data: vec![d] };
+        let at = |t: u64| Context { time_ms: t, max_versions: 0 };
+        assert_eq!(apply(&mut s, put(1), &at(1000)).unwrap().made, Some(1000));
+        assert_eq!(apply(&mut s, put(2), &at(1000)).unwrap().made, Some(1001), "same millisecond");
+        let third = apply(&mut s, put(3), &at(900)).unwrap();
+        assert_eq!((third.made, third.value.unwrap().version), (Some(1002), 1001), "clock went back");
+        assert_eq!(apply(&mut s, put(4), &at(5000)).unwrap().made, Some(5000));
+        assert_eq!(read_at_or_before(&mut s, &[2], 1001).unwrap().unwrap().data, vec![2]);
+        assert_eq!(read_at_or_before(&mut s, &[2], 999).unwrap(), None);
+        assert_eq!(read_at_or_before(&mut s, &[2], 0).unwrap().unwrap().version, 5000);
     }
 }

@@ -7,8 +7,9 @@
 //!   length as a big-endian u16 (inverted for negatives: a longer negative
 //!   number is a smaller one), then its wire bytes. Two numbers of one sign
 //!   and length compare as their bytes do, so byte order is numeric order.
-//! - Room is left for other key spaces (tags above `0x11`), which sort
-//!   after every integer and never meet one.
+//! - A text key (a `project.KeyValueStore` key, a UTF-8 string) is `0x20`
+//!   then its UTF-8 bytes: byte order is the strings' code-point order.
+//!   Text keys sort after every integer and never meet one.
 //!
 //! Commands, snapshots, digests and the store all hold keys in this
 //! encoding; the service layer encodes a key when it builds a command.
@@ -19,6 +20,8 @@ const NEGATIVE: u8 = 0x10;
 const NON_NEGATIVE: u8 = 0x11;
 /// Tag and length before the wire bytes of an integer key.
 const INT_HEADER: usize = 3;
+/// The tag of a text key.
+const TEXT: u8 = 0x20;
 
 /// The store key of an integer key, from its (validated, minimal) wire
 /// bytes.
@@ -38,6 +41,22 @@ pub fn int(wire: &[u8]) -> Vec<u8> {
 pub fn int_wire(key: &[u8]) -> Option<&[u8]> {
     match key.first() {
         Some(&NEGATIVE | &NON_NEGATIVE) => key.get(INT_HEADER..),
+        _ => None,
+    }
+}
+
+/// The store key of a text key. It is also what the ring places.
+pub fn text(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key.len());
+    out.push(TEXT);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The string of a text store key; `None` for any other key.
+pub fn text_str(key: &[u8]) -> Option<&str> {
+    match key.split_first() {
+        Some((&TEXT, rest)) => std::str::from_utf8(rest).ok(),
         _ => None,
     }
 }

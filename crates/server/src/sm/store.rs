@@ -257,9 +257,53 @@ impl KvStore {
         self.with_layers(|l| command::read_at(l, key, version))
     }
 
+    /// Reads the newest version at or below `version`
+    /// (`command::read_at_or_before`).
+    pub fn read_at_or_before(&self, key: &[u8], version: i64) -> Result<Option<Value>, StoreError> {
+        self.with_layers(|l| command::read_at_or_before(l, key, version))
+    }
+
     /// Reads a key's kept versions, newest first (`command::read_history`).
     pub fn read_history(&self, key: &[u8], limit: u32) -> Result<(Status, History), StoreError> {
         self.with_layers(|l| command::read_history(l, key, limit))
+    }
+
+    /// One page of a range: the keys in `[from, to]` (store keys) after
+    /// `after` (exclusive), in order, each with its newest version (with
+    /// `at`: its newest with a timestamp at most `at`; a key with none is
+    /// skipped). At most `limit` keys, and no more once `max_bytes` of data
+    /// are in; the flag says whether keys of the range remain.
+    pub fn range(&self, page: &RangePage<'_>) -> Result<(Vec<KeyValue>, bool), StoreError> {
+        use std::ops::Bound;
+        let lower = match page.after {
+            Some(after) if after >= page.from => Bound::Excluded(after),
+            _ => Bound::Included(page.from),
+        };
+        let bounds = (lower, Bound::Included(page.to));
+        if page.to < page.from {
+            return Ok((Vec::new(), false));
+        }
+        let overlay = read_lock(&self.inner.overlay);
+        let txn = self.inner.env.read_txn()?;
+        let lmdb = self.inner.data.range(&txn, &bounds)?.map(|r| r.map_err(StoreError::from));
+        let merged = Merged { lmdb: lmdb.peekable(), overlay: overlay.data.range::<[u8], _>(bounds).peekable() };
+        let (mut pairs, mut bytes) = (Vec::new(), 0);
+        for kv in merged {
+            let (k, v) = kv?;
+            if pairs.len() >= page.limit.max(1) || bytes >= page.max_bytes {
+                return Ok((pairs, true));
+            }
+            let value = match page.at {
+                None => decode_newest(v)?,
+                Some(at) => match decode_history(v)?.into_iter().find(|v| v.timestamp <= at) {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            bytes += k.len() + value.data.len();
+            pairs.push((k.to_vec(), value));
+        }
+        Ok((pairs, false))
     }
 
     fn with_layers<T>(&self, read: impl FnOnce(&mut Layers<'_, '_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -431,16 +475,38 @@ impl View {
     }
 }
 
+/// A store key and one of its versions.
+pub type KeyValue = (Vec<u8>, Value);
+
+/// What `KvStore::range` reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RangePage<'a> {
+    pub from: &'a [u8],
+    pub to: &'a [u8],
+    pub after: Option<&'a [u8]>,
+    pub limit: usize,
+    pub max_bytes: usize,
+    pub at: Option<i64>,
+}
+
 /// Key-value pairs in key order, borrowed from a view.
 pub type Pairs<'t> = Box<dyn Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>> + 't>;
 
 /// LMDB's pairs with the overlay's on top (its `None`s hide a key).
-struct Merged<'t, L: Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>>> {
+struct Merged<'t, L, O>
+where
+    L: Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>>,
+    O: Iterator<Item = (&'t Vec<u8>, &'t Option<Vec<u8>>)>,
+{
     lmdb: Peekable<L>,
-    overlay: Peekable<std::collections::btree_map::Iter<'t, Vec<u8>, Option<Vec<u8>>>>,
+    overlay: Peekable<O>,
 }
 
-impl<'t, L: Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>>> Iterator for Merged<'t, L> {
+impl<'t, L, O> Iterator for Merged<'t, L, O>
+where
+    L: Iterator<Item = Result<(&'t [u8], &'t [u8]), StoreError>>,
+    O: Iterator<Item = (&'t Vec<u8>, &'t Option<Vec<u8>>)>,
+{
     type Item = Result<(&'t [u8], &'t [u8]), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
