@@ -192,7 +192,10 @@ impl Node {
         loop {
             if let Err(f) = &rx.borrow_and_update().running_state {
                 if !matches!(f, openraft::error::Fatal::Stopped) {
-                    return f.to_string();
+                    return match self.inner.space.diagnose_failure() {
+                        Some(cause) => format!("{f}; {cause}"),
+                        None => f.to_string(),
+                    };
                 }
             }
             if rx.changed().await.is_err() {

@@ -25,6 +25,9 @@ use crate::sm::store::KvStore;
 /// fit in the reserve.
 const SPACE_EVERY: Duration = Duration::from_millis(200);
 
+/// Free bytes under which a storage failure is put down to a full disk.
+const FULL_BELOW: u64 = 1 << 20;
+
 /// The last measurement; shared by the write path, the snapshot trigger
 /// and status.
 pub struct Space {
@@ -117,6 +120,20 @@ impl Space {
                 "disk nearly full: {free} bytes free on the data dir's file system, below min_free_bytes = {}; \
                  free space or move the data dir",
                 self.min_free
+            )
+        })
+    }
+
+    /// What a storage failure most likely means, when the data dir's file
+    /// system is (nearly) full now: LMDB reports a short write into a full
+    /// disk as EIO, not ENOSPC, so the operator would not learn the cause
+    /// from its error alone.
+    pub fn diagnose_failure(&self) -> Option<String> {
+        let free = free_bytes(&self.dir).ok()?;
+        (free < FULL_BELOW).then(|| {
+            format!(
+                "the data dir's file system is full ({free} bytes free on {}): free space, then restart",
+                self.dir.display()
             )
         })
     }
