@@ -38,6 +38,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request type that can be sent to another replica's `KeyValue`.
 pub trait Forwardable: Send + 'static + Sized {
+    /// The RPC's name (its client method), as metrics label it.
+    const RPC: &'static str;
     fn send(
         client: KeyValueClient<Channel>,
         req: Request<Self>,
@@ -49,6 +51,8 @@ pub trait Forwardable: Send + 'static + Sized {
 macro_rules! forwardable {
     ($($req:ty => $method:ident),* $(,)?) => {$(
         impl Forwardable for $req {
+            const RPC: &'static str = stringify!($method);
+
             fn key(&self) -> &bytes::Bytes {
                 &self.key
             }
@@ -132,6 +136,7 @@ impl Forwarder {
         leg: Leg,
     ) -> Result<Response<pb::Reply>, Status> {
         let client = self.client(addr)?;
+        crate::metrics::get().forwarded(leg);
         let mut req = Request::new(msg);
         req.set_timeout(FORWARD_TIMEOUT);
         set_hops(req.metadata_mut(), via.hops + 1);

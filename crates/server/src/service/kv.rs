@@ -67,12 +67,15 @@ impl KvService {
         T: Forwardable,
         Fut: std::future::Future<Output = Answer>,
     {
+        let (started, entry) = (std::time::Instant::now(), Via::of(&req).hops == 0);
         let answer = match self.router.next_hop(&req) {
             Ok(None) => here(req).await,
             Ok(Some(next)) => self.router.forward(&self.forwarder, next, req).await,
             Err(s) => Err(s),
         };
-        self.router.stamp(answer)
+        let answer = self.router.stamp(answer);
+        crate::metrics::get().rpc(T::RPC, &answer, started, entry);
+        answer
     }
 
     fn key(&self, key: &Bytes) -> Result<Vec<u8>, InputError> {

@@ -97,8 +97,9 @@ enum Cmd {
     /// latency between two portals, writes/s at several client counts; or,
     /// with `bench customers`, simulated customers over HTTP.
     Bench(bench::BenchArgs),
+    /// Boxed: a replica's flags are many, the other commands' few.
     #[command(about = server::ABOUT, after_help = server::EXAMPLES)]
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Start the whole shop (ringkv ring, MQTT broker, admin and customer
     /// portals), load a demo catalogue, open the admin shell.
     #[command(after_help = up::EXAMPLES)]
@@ -121,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Customer(args) => return Ok(customer::run(&args, cli.timeout, cli.json).await),
         Cmd::Shell => return shell::run(&cli.portal, cli.timeout, cli.json).await,
         Cmd::Bench(args) => bench::run(args, &cli.portal, cli.json).await?,
-        Cmd::Server(args) => server::run(args).await?,
+        Cmd::Server(args) => server::run(*args).await?,
         Cmd::Up(args) => return up::run(args, cli.json, cli.timeout).await,
     }
     Ok(ExitCode::SUCCESS)
