@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cmd::{admin, bench, faults, ops, server, up};
+use cmd::{admin, bench, faults, ops, server, top, up};
 use ringkv_client::{Client, ClientOptions};
 
 const ABOUT: &str = "ringkv: a distributed, versioned key-value store.";
@@ -61,6 +61,12 @@ Each server logs to DATA_DIR/p<p>/r<r>/server.log; DATA_DIR/ring.toml is the
 generated ring; DATA_DIR/cluster.json lists the processes (position, replica,
 pid and the command line that starts each one again).";
 
+const TOP_EXAMPLES: &str = "\
+Examples:
+  ringkv top                              the cluster `ringkv up` started in ./ringkv-data
+  ringkv top --once                       one table, rates over one second, then exit
+  ringkv top --metrics 10.0.0.5:9070,10.0.0.6:9070";
+
 #[derive(Debug, Parser)]
 #[command(name = "ringkv", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 struct Cli {
@@ -101,6 +107,10 @@ enum Cmd {
     Bench(bench::BenchArgs),
     #[command(about = faults::ABOUT, long_about = faults::LONG_ABOUT)]
     Faults(faults::FaultsArgs),
+    /// Live view of a ring: each replica's role, term, applied index and
+    /// rate, requests/s and p99, from its /metrics, every second.
+    #[command(after_help = TOP_EXAMPLES)]
+    Top(top::TopArgs),
     #[command(flatten)]
     Op(ops::Op),
 }
@@ -150,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Verify(args) => admin::verify(args.clone(), cli.json)?,
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Faults(args) => return faults::run(args.clone()).await,
+        Cmd::Top(args) => top::run(args.clone()).await?,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
             Ok(answer) if cli.json => println!("{}", answer.json()),
             Ok(answer) => println!("{}", answer.readable()),

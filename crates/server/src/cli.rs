@@ -86,6 +86,10 @@ pub struct ServerArgs {
     /// Refuse a request forwarded this many times (a ring misconfiguration).
     #[arg(long)]
     pub max_hops: Option<u32>,
+    /// Serve /metrics and /healthz over HTTP here, e.g. 127.0.0.1:9070
+    /// (default: not served).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[ID@]ADDR/RAFT,ADDR/RAFT,...`: a position and its replicas.
@@ -135,6 +139,9 @@ impl ServerArgs {
               max_versions => max_versions);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;
+        }
+        if self.metrics_listen.is_some() {
+            c.metrics_listen = self.metrics_listen;
         }
         if !self.replicas.is_empty() {
             c.replicas = self.replicas.clone();

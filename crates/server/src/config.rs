@@ -89,6 +89,13 @@ pub struct Config {
     /// e.g. through a proxy or a NAT. Empty: dial the membership's address.
     /// The fault harness puts a proxy on each directed link this way.
     pub raft_dial: Vec<RaftDial>,
+    /// Where `/metrics` (Prometheus) and `/healthz` are served over HTTP.
+    /// Unset (the default): not served. Off by default because a fixed
+    /// default port would collide between the replicas sharing a host (as
+    /// under `ringkv up` and in tests), and because it is one more open,
+    /// unauthenticated port that an operator should choose to expose;
+    /// `ringkv up` gives every replica one.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -118,6 +125,7 @@ impl Default for Config {
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
             raft_dial: Vec::new(),
+            metrics_listen: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod raft;
 pub(crate) mod read_batch;

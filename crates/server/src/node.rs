@@ -17,7 +17,8 @@ use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::raft::log_store::{LogOptions, LogStore};
+use crate::metrics;
+use crate::raft::log_store::{LogOptions, LogStore, LogUsage};
 use crate::raft::network::Network;
 use crate::raft::state_machine::{SnapshotProgress, StateMachine};
 use crate::raft::types::{self, NodeId, Raft};
@@ -57,8 +58,9 @@ struct Inner {
     floor: RestartFloor,
     space: Arc<Space>,
     /// Kept so that the log's writer thread, which stops (flushing what it
-    /// has) when its last handle is dropped, lives as long as the node.
-    _log: LogStore,
+    /// has) when its last handle is dropped, lives as long as the node;
+    /// also asked for its size (metrics).
+    log: LogStore,
     /// Held for the process's lifetime: one server per data directory.
     _lock: File,
 }
@@ -109,7 +111,9 @@ impl Node {
         }
         spawn_log_purger(raft.clone(), purge_rx);
         spawn_leadership_logger(raft.clone());
-        spawn_snapshot_trigger(raft.clone(), progress, space.clone(), &config);
+        let asked = Arc::new(std::sync::Mutex::new(None));
+        spawn_snapshot_counter(raft.clone(), progress.clone(), asked.clone());
+        spawn_snapshot_trigger(raft.clone(), progress, space.clone(), asked, &config);
         let reads = {
             let raft = raft.clone();
             ReadBatcher::new(move || {
@@ -118,9 +122,8 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let node = Node {
-            inner: Arc::new(Inner { raft, reads, writes, store, config, floor, space, _log: log, _lock: lock }),
-        };
+        let node =
+            Node { inner: Arc::new(Inner { raft, reads, writes, store, config, floor, space, log, _lock: lock }) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -144,6 +147,11 @@ impl Node {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// The log's files and committed id (for metrics).
+    pub fn log_usage(&self) -> LogUsage {
+        self.inner.log.usage()
     }
 
     /// `Ok` when this replica leads; else `NotLeader`, with the leader's
@@ -405,6 +413,7 @@ fn spawn_leadership_logger(raft: Raft) {
                 match state {
                     openraft::ServerState::Leader => tracing::info!(term, "became leader (won the election)"),
                     openraft::ServerState::Candidate => {
+                        metrics::get().election_started();
                         tracing::info!(term, previous_leader = ?last.1, "standing for election: no heartbeat from a leader within the election timeout")
                     }
                     openraft::ServerState::Follower if leader != last.1 => match leader {
@@ -429,7 +438,17 @@ fn spawn_leadership_logger(raft: Raft) {
 /// applied since.
 /// A snapshot that would not fit beside the free-space reserve waits
 /// (`node/space.rs`): a failed snapshot write stops Raft.
-fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, space: Arc<Space>, config: &Config) {
+/// When the last snapshot was asked for (by `spawn_snapshot_trigger`), so
+/// that `spawn_snapshot_counter` can tell how long it took.
+type SnapshotAsked = Arc<std::sync::Mutex<Option<Instant>>>;
+
+fn spawn_snapshot_trigger(
+    raft: Raft,
+    progress: Arc<SnapshotProgress>,
+    space: Arc<Space>,
+    asked: SnapshotAsked,
+    config: &Config,
+) {
     let floor = config.snapshot_log_bytes;
     let ratio = config.snapshot_log_ratio;
     let interval = config.snapshot_interval();
@@ -458,9 +477,29 @@ fn spawn_snapshot_trigger(raft: Raft, progress: Arc<SnapshotProgress>, space: Ar
             }
             postponed = false;
             last = Instant::now();
+            *asked.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
             if raft.trigger().snapshot().await.is_err() {
                 break;
             }
+        }
+    });
+}
+
+/// Counts each new snapshot openraft reports (built here or installed from
+/// the leader) for metrics, with its size and, for one this replica asked
+/// for, how long it took.
+fn spawn_snapshot_counter(raft: Raft, progress: Arc<SnapshotProgress>, asked: SnapshotAsked) {
+    tokio::spawn(async move {
+        let mut rx = raft.metrics();
+        let mut last = rx.borrow_and_update().snapshot;
+        while rx.changed().await.is_ok() {
+            let now = rx.borrow_and_update().snapshot;
+            if now == last {
+                continue;
+            }
+            last = now;
+            let took = asked.lock().unwrap_or_else(|p| p.into_inner()).take().map(|at| at.elapsed());
+            metrics::get().snapshot(progress.snapshot_bytes(), took);
         }
     });
 }

@@ -91,6 +91,7 @@ where
                 mem::take(&mut state.waiting)
             };
             // Everyone in `batch` arrived before this call starts.
+            crate::metrics::get().read_round(batch.len());
             let result = (self.confirm)().await;
             for tx in batch {
                 let _ = tx.send(result.clone());

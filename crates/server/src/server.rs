@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
+use crate::metrics;
 use crate::node::Node;
 use crate::raft::network::MAX_RAFT_MESSAGE;
 use crate::service::admin::AdminService;
@@ -39,7 +40,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    // Metrics first of all, so that /healthz says "recovering" meanwhile.
+    let replica = metrics::Replica::new(config.node_id, config.position, config.election_timeout_max_ms);
+    if let Some(addr) = config.metrics_listen {
+        let bound = metrics::serve(addr, replica.clone()).await?;
+        tracing::info!(addr = ?bound, "serving /metrics and /healthz");
+    }
     let node = Node::start(config.clone(), |raft| {
+        replica.set_raft(raft.clone());
         if let Some(l) = raft_listener {
             tokio::spawn(serve_raft(l, RaftService::new(raft)));
         }
@@ -47,6 +55,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
     .await?;
     let listener = bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving clients");
+    replica.set_node(node.clone());
 
     // Twice the value limit: a value over the limit by less than that gets
     // our clear INVALID_ARGUMENT rather than the transport's size error.

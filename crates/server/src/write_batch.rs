@@ -84,6 +84,7 @@ async fn drive(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, Waiter)>) {
 async fn propose(raft: &Raft, batch: Vec<(Request, Waiter)>) {
     let (reqs, waiters): (Vec<Request>, Vec<Waiter>) = batch.into_iter().unzip();
     let n = reqs.len();
+    crate::metrics::get().proposed(n);
     match raft.client_write(Proposal(reqs)).await {
         Ok(resp) if resp.data.len() == n => {
             for (waiter, reply) in waiters.into_iter().zip(resp.data) {

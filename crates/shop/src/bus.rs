@@ -88,9 +88,12 @@ impl Bus {
             Change::Version(v) => v.to_string(),
             Change::Deleted => "deleted".to_owned(),
         };
-        if let Err(e) = self.client.try_publish(keys::topic(kind, id), QoS::AtLeastOnce, false, payload) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(kind = kind.name(), id, "invalidation not sent: {e}");
+        match self.client.try_publish(keys::topic(kind, id), QoS::AtLeastOnce, false, payload) {
+            Ok(()) => crate::metrics::get().invalidation_sent(),
+            Err(e) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(kind = kind.name(), id, "invalidation not sent: {e}");
+            }
         }
     }
 
@@ -121,15 +124,20 @@ async fn listen(mut events: EventLoop, bus: Bus, caches: Arc<Caches>, url: Strin
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 caches.enable();
                 bus.ready.store(true, Ordering::Release);
+                crate::metrics::get().mqtt(true);
                 tracing::info!("MQTT broker {url}: subscribed to {subscription}; caching on");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => match parse(&p.topic, &p.payload) {
-                Some((kind, id, change)) => caches.apply(kind, &id, change).await,
+                Some((kind, id, change)) => {
+                    crate::metrics::get().invalidation_received();
+                    caches.apply(kind, &id, change).await;
+                }
                 None => tracing::debug!(topic = p.topic, "ignored a message that is not an invalidation"),
             },
             Ok(_) => {}
             Err(e) => {
                 caches.flush();
+                crate::metrics::get().mqtt(false);
                 if bus.ready.swap(false, Ordering::AcqRel) {
                     tracing::warn!(
                         "MQTT broker {url}: connection lost ({e}); cache flushed, serving from the database"

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use tokio::sync::Mutex;
 
 use crate::keys::Kind;
@@ -63,6 +64,8 @@ pub struct CacheStats {
     pub dropped: u64,
     /// Flushes on broker loss.
     pub flushes: u64,
+    /// Entries moka removed for room or for age (the TTL).
+    pub evicted: u64,
 }
 
 /// A read in flight, from `begin_read` to `finish_read`.
@@ -86,6 +89,8 @@ pub struct DocCache<T> {
     misses: AtomicU64,
     dropped: AtomicU64,
     flushes: AtomicU64,
+    /// Shared with moka's eviction listener.
+    evicted: Arc<AtomicU64>,
 }
 
 /// Invalidations seen while reads of the same id were in flight.
@@ -106,8 +111,19 @@ impl<T: Document> DocCache<T> {
     /// An empty cache, off until `enable` (an instance enables it once its
     /// invalidations arrive).
     pub fn new(config: CacheConfig) -> DocCache<T> {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counted = evicted.clone();
+        let docs = Cache::builder()
+            .max_capacity(config.entries)
+            .time_to_live(config.ttl)
+            .eviction_listener(move |_, _, cause| {
+                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
         DocCache {
-            docs: Cache::builder().max_capacity(config.entries).time_to_live(config.ttl).build(),
+            docs,
             capacity: config.entries,
             guard: Mutex::default(),
             enabled: AtomicBool::new(false),
@@ -116,6 +132,7 @@ impl<T: Document> DocCache<T> {
             misses: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            evicted,
         }
     }
 
@@ -223,6 +240,7 @@ impl<T: Document> DocCache<T> {
             misses: self.misses.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct PortalConfig {
     pub cache: CacheConfig,
     /// Deadline of one database call, retries included.
     pub db_timeout: Duration,
+    /// Where `/metrics` and `/healthz` are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The catalog of a new instance; `role` names it in its MQTT client id.

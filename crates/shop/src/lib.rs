@@ -19,7 +19,8 @@
 //! - [`portal`]: the admin portal's gRPC service, and the one place shop
 //!   errors become gRPC statuses;
 //! - [`web`]: the customer portal: the HTTP/JSON API, the storefront's
-//!   pages, and the one place shop errors become HTTP statuses.
+//!   pages, and the one place shop errors become HTTP statuses;
+//! - [`metrics`]: both portals' `/metrics` and `/healthz`.
 //!
 //! The schema and the error choices are written out in `docs/shop.md`.
 
@@ -29,6 +30,7 @@ pub mod catalog;
 pub mod error;
 pub mod instance;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod orders;
 pub mod portal;

@@ -264,9 +264,10 @@ impl Orders {
             let mut outcome = Decision::Applied;
             for step in &change.steps {
                 match self.decide(&oid, &change.id, step).await? {
-                    Some(Decision::Applied) => {}
+                    Some(Decision::Applied) => crate::metrics::get().saga_step(true),
                     // Only a line change takes units, and it has one step.
                     Some(refused) => {
+                        crate::metrics::get().saga_step(false);
                         outcome = refused;
                         break;
                     }
@@ -281,6 +282,7 @@ impl Orders {
             order = match self.commit(order, &change, outcome).await? {
                 Some(done) => {
                     crash_point("commit");
+                    crate::metrics::get().saga_change(outcome == Decision::Applied);
                     for step in &change.steps {
                         self.prune(step, &change.id).await;
                     }

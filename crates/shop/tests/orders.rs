@@ -71,6 +71,7 @@ fn orders_on(shop: &Shop) -> Orders {
         mqtt: None,
         cache: CacheConfig { entries: 0, ttl: Duration::from_secs(1) },
         db_timeout: Duration::from_secs(10),
+        metrics_listen: None,
     };
     Orders::new(connect(&config, "audit").unwrap())
 }

@@ -39,10 +39,11 @@ impl Ports {
         Ports {
             positions,
             replicas,
-            base: free_port_block(positions * replicas, &[1000]).unwrap(),
+            // Raft 1000 above, metrics 2000 above every process's port.
+            base: free_port_block(positions * replicas, &[1000, 2000]).unwrap(),
             mqtt: free_port().unwrap(),
-            admin: free_port_block(2, &[]).unwrap(),
-            customer: free_port_block(CUSTOMER_PORTALS, &[]).unwrap(),
+            admin: free_port_block(2, &[2000]).unwrap(),
+            customer: free_port_block(CUSTOMER_PORTALS, &[2000]).unwrap(),
         }
     }
 
@@ -55,7 +56,15 @@ impl Ports {
         }
         ports.extend([self.mqtt, self.admin, self.admin + 1]);
         ports.extend((0..CUSTOMER_PORTALS).map(|i| self.customer + i));
+        ports.extend(self.metrics());
         ports
+    }
+
+    /// Every process's metrics port: the ring's, then the portals'.
+    fn metrics(&self) -> Vec<u16> {
+        let ring = (0..self.positions * self.replicas).map(|i| self.base + 2000 + i);
+        let portals = [self.admin, self.admin + 1].into_iter().chain((0..CUSTOMER_PORTALS).map(|i| self.customer + i));
+        ring.chain(portals.map(|p| p + 2000)).collect()
     }
 }
 
@@ -202,8 +211,13 @@ async fn up_starts_everything_and_sigterm_stops_it_all() {
         "mqtt": format!("127.0.0.1:{}", ports.mqtt),
         "admin": admins,
         "customer": customers,
+        "metrics": ports.metrics().iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>(),
     });
     assert_eq!(listing, expected);
+    for port in ports.metrics() {
+        let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.expect("healthz answers");
+        assert_eq!(health.status(), reqwest::StatusCode::OK, "port {port}: {:?}", health.text().await);
+    }
     let text = std::fs::read_to_string(data.join("shop.json")).unwrap();
     assert!(text.starts_with("{\n  \"ringkv\": [\n"), "pretty, in the documented order: {text}");
 

@@ -25,6 +25,8 @@ use crate::{port, TestkitError};
 
 /// How far above the client port a replica's Raft port is, with fixed ports.
 pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// How far above the client port its metrics port is, with fixed ports.
+pub const METRICS_PORT_OFFSET: u16 = 2 * RAFT_PORT_OFFSET;
 /// How many times a start is tried again with new free ports when a
 /// server finds its port taken.
 const PORT_RETRIES: usize = 5;
@@ -68,6 +70,8 @@ pub struct ClusterSpec {
     pub own_process_groups: bool,
     /// How long start-up may take until every group leads and serves.
     pub start_timeout: Duration,
+    /// Every server serves /metrics and /healthz (`--metrics-listen`).
+    pub metrics: bool,
 }
 
 impl ClusterSpec {
@@ -86,6 +90,7 @@ impl ClusterSpec {
             env: Vec::new(),
             own_process_groups: false,
             start_timeout: Duration::from_secs(60),
+            metrics: false,
         }
     }
 
@@ -130,6 +135,24 @@ impl ClusterSpec {
         self
     }
 
+    /// Gives every server a metrics address (`Replica::metrics_addr`).
+    pub fn metrics(mut self) -> ClusterSpec {
+        self.metrics = true;
+        self
+    }
+
+    /// The metrics address of replica `r` of position `p` with fixed ports
+    /// (`METRICS_PORT_OFFSET` above its client port); `None` with free
+    /// ports or without metrics.
+    pub fn fixed_metrics_address(&self, p: usize, r: usize) -> Result<Option<String>, TestkitError> {
+        let (Ports::Base(base), true) = (self.ports, self.metrics) else { return Ok(None) };
+        let port = u16::try_from(p * self.replicas + r)
+            .ok()
+            .and_then(|i| base.checked_add(METRICS_PORT_OFFSET)?.checked_add(i))
+            .ok_or_else(|| TestkitError::Spec(format!("no metrics port above {base} for replica {p}/{r}")))?;
+        Ok(Some(format!("127.0.0.1:{port}")))
+    }
+
     /// Client and Raft address of replica `r` of position `p` with fixed
     /// ports (`None` with free ones, which are only known once chosen).
     pub fn fixed_addresses(&self, p: usize, r: usize) -> Result<Option<(String, String)>, TestkitError> {
@@ -171,6 +194,8 @@ pub struct Replica {
     pub raft_addr: String,
     pub data_dir: PathBuf,
     pub process: Process,
+    /// Where it serves /metrics and /healthz (with `ClusterSpec::metrics`).
+    pub metrics_addr: Option<String>,
     admin: Admin,
 }
 
@@ -254,6 +279,7 @@ impl Cluster {
             }
             addrs.push(group);
         }
+        let metrics = metrics_addresses(spec)?;
         let mut links = BTreeMap::new();
         if spec.raft_proxies {
             for (p, group) in addrs.iter().enumerate() {
@@ -273,7 +299,11 @@ impl Cluster {
                 let data_dir = dir.join(format!("p{p}")).join(format!("r{r}"));
                 std::fs::create_dir_all(&data_dir)
                     .map_err(TestkitError::io(format!("cannot create {}", data_dir.display())))?;
-                let argv = server_argv(spec, &addrs, &links, p, r, &data_dir);
+                let mut argv = server_argv(spec, &addrs, &links, p, r, &data_dir);
+                let metrics_addr = metrics[p][r].clone();
+                if let Some(m) = &metrics_addr {
+                    argv.extend(["--metrics-listen".into(), m.clone()]);
+                }
                 let mut process = Process::new(format!("position {p} replica {r}"), argv, data_dir.join("server.log"));
                 for (k, v) in &spec.env {
                     process = process.env(k, v);
@@ -283,7 +313,7 @@ impl Cluster {
                 }
                 let (addr, raft_addr) = addrs[p][r].clone();
                 let admin = Admin::new(&addr, &opts).map_err(|e| TestkitError::Spec(e.to_string()))?;
-                group.push(Replica { position: p, index: r, addr, raft_addr, data_dir, process, admin });
+                group.push(Replica { position: p, index: r, addr, raft_addr, data_dir, process, metrics_addr, admin });
             }
             groups.push(group);
         }
@@ -506,6 +536,23 @@ impl Cluster {
     pub fn logs(&self) -> String {
         self.replicas().map(|r| format!("--- {} ---\n{}", r.process.name(), r.process.log())).collect()
     }
+}
+
+/// Every replica's metrics address (`None` each without metrics).
+fn metrics_addresses(spec: &ClusterSpec) -> Result<Vec<Vec<Option<String>>>, TestkitError> {
+    let mut all = Vec::new();
+    for p in 0..spec.positions {
+        let mut group = Vec::new();
+        for r in 0..spec.replicas {
+            group.push(match (spec.metrics, spec.fixed_metrics_address(p, r)?) {
+                (false, _) => None,
+                (true, Some(fixed)) => Some(fixed),
+                (true, None) => Some(format!("127.0.0.1:{}", port::free_port()?)),
+            });
+        }
+        all.push(group);
+    }
+    Ok(all)
 }
 
 /// The command line of replica `r` of position `p`.

@@ -9,6 +9,7 @@
 //!   that `status` and `up` print.
 //! - `bench`: the load generator.
 //! - `faults`: the fault harness (kill, pause, partition; linearizability).
+//! - `top`: a live view of a ring's replicas, from their `/metrics`.
 
 pub mod admin;
 pub mod bench;
@@ -16,4 +17,5 @@ pub mod faults;
 pub mod ops;
 pub mod ring;
 pub mod server;
+pub mod top;
 pub mod up;

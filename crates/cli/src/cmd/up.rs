@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// Extra flags passed to every server (e.g. --snapshot-log-bytes 1048576).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Do not serve /metrics and /healthz (each replica serves them by
+    /// default, on its client port + 2000).
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 /// One process of the cluster, as `cluster.json` lists it. `argv` is the
@@ -66,6 +70,9 @@ struct ProcessInfo<'a> {
     /// Only for a group of several replicas: a lone server has no peers.
     #[serde(skip_serializing_if = "Option::is_none")]
     raft_address: Option<&'a str>,
+    /// Its /metrics and /healthz (HTTP), unless `--no-metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_address: Option<&'a str>,
     data_dir: &'a Path,
     pid: Option<u32>,
     argv: &'a [String],
@@ -93,6 +100,7 @@ pub async fn run(args: UpArgs, json: bool, ring: bool) -> anyhow::Result<()> {
         .args(&args.server_args)
         .own_process_groups()
         .start_timeout(START_TIMEOUT);
+    let spec = if args.no_metrics { spec } else { spec.metrics() };
     let ring_file = write_ring(&data_dir, &args, &spec)?;
     let spec = spec.ring_config(ring_file);
     let mut cluster = tokio::select! {
@@ -123,6 +131,7 @@ async fn serve(
             replica: r.index,
             address: &r.addr,
             raft_address: (args.ring.replicas > 1).then_some(r.raft_addr.as_str()),
+            metrics_address: r.metrics_addr.as_deref(),
             data_dir: &r.data_dir,
             pid: r.process.pid(),
             argv: r.process.argv(),
@@ -134,6 +143,7 @@ async fn serve(
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("ringkv: {} process(es) up, data in {}", all.len(), data_dir.display());
     view.print();
+    print_metrics(cluster);
     println!("  ring configuration in {}", data_dir.join(RING_FILE).display());
     println!("  processes (pid, command line) listed in {}; logs in .../server.log", path.display());
 
@@ -167,6 +177,16 @@ async fn serve(
         tokio::select! {
             _ = &mut stop => return Ok(()),
             _ = watch.tick() => report_deaths(cluster)?,
+        }
+    }
+}
+
+/// Each replica's metrics address, one line per position.
+fn print_metrics(cluster: &Cluster) {
+    for p in 0..cluster.positions() {
+        let addrs: Vec<&str> = cluster.group(p).iter().filter_map(|r| r.metrics_addr.as_deref()).collect();
+        if !addrs.is_empty() {
+            println!("  metrics (/metrics, /healthz) of position {p}: http://{}", addrs.join(", http://"));
         }
     }
 }

@@ -40,6 +40,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 pub trait Forwardable: Send + 'static + Sized {
     /// What the RPC answers.
     type Reply: Send + 'static;
+    /// The RPC's name, as metrics label it.
+    const RPC: &'static str;
     /// Calls the RPC over `channel`, accepting messages up to `max_message`.
     fn send(
         channel: Channel,
@@ -64,6 +66,7 @@ macro_rules! forwardable {
     ($($req:ty => $method:ident: $reply:ty),* $(,)?) => {$(
         impl Forwardable for $req {
             type Reply = $reply;
+            const RPC: &'static str = stringify!($method);
 
             fn send(
                 channel: Channel,
@@ -174,6 +177,7 @@ impl Forwarder {
         leg: Leg,
     ) -> Result<Response<T::Reply>, Status> {
         let channel = self.channel(addr)?;
+        crate::metrics::get().forwarded(leg);
         let mut req = Request::new(msg);
         req.set_timeout(FORWARD_TIMEOUT);
         set_hops(req.metadata_mut(), via.hops + 1);

@@ -99,6 +99,7 @@ impl Router {
         match self.ring.next_hop(self.me, &id) {
             Hop::Local => Ok(None),
             Hop::Forward(_) if Via::of(req).hops >= self.max_hops => {
+                crate::metrics::get().hop_limit_refused();
                 Err(status::hop_limit(self.max_hops, &ringkv_ring::show(&id), self.me))
             }
             Hop::Forward(next) => Ok(Some(next)),

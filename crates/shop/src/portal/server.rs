@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use ringkv_metrics::{Requests, StatusOf};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
@@ -21,6 +22,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let catalog = connect(&config, "admin")?;
+    let requests = Requests::new(|uri, _| uri.path().to_owned(), StatusOf::Grpc);
+    let metrics = crate::metrics::start(config.metrics_listen, &requests, &catalog).await?;
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -28,7 +31,11 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(16 * 1024 * 1024);
     ready(addr);
+    if let Some(m) = &metrics {
+        m.serving();
+    }
     tonic::transport::Server::builder()
+        .layer(requests)
         .add_service(service)
         // TCP_NODELAY on every accepted connection: an answer written in
         // parts must not wait for the client's delayed ACK (40 ms).

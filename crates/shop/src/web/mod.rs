@@ -10,11 +10,12 @@ pub mod view;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 use axum::Router;
+use ringkv_metrics::{Requests, StatusOf};
 use tokio::net::TcpListener;
 
 use crate::instance::{connect, PortalConfig};
@@ -30,18 +31,19 @@ pub struct AppState {
     pub orders: Orders,
 }
 
-/// Every route of the customer portal.
-pub fn router(state: AppState) -> Router {
+/// Every route of the customer portal, each counted in `requests` under
+/// its route pattern (`/api/v1/products/{pid}`).
+pub fn router(state: AppState, requests: Requests) -> Router {
     let api = Router::new()
         .route("/products", get(api::products))
         .route("/products/{pid}", get(api::product))
         .route("/orders", get(api::orders).post(api::open_order))
         .route("/orders/{oid}", get(api::order).delete(api::cancel))
         .route("/orders/{oid}/items/{pid}", put(api::set_item))
+        .route_layer(requests.clone())
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     Router::new()
-        .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(pages::home))
         .route("/sign-in", post(pages::sign_in))
@@ -50,9 +52,18 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{oid}", get(pages::order))
         .route("/orders/{oid}/items", post(pages::set_item))
         .route("/orders/{oid}/cancel", post(pages::cancel))
+        // Before nesting: the API's routes are counted by its own layer.
+        .route_layer(requests)
+        .nest("/api/v1", api)
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// The route pattern axum matched (the raw path would make a label value
+/// per order id).
+fn matched_route(_: &axum::http::Uri, ext: &axum::http::Extensions) -> String {
+    ext.get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
 }
 
 async fn no_route(req: Request) -> impl IntoResponse {
@@ -67,11 +78,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let catalog = connect(&config, "customer")?;
-    let app = router(AppState { orders: Orders::new(catalog) });
+    let requests = Requests::new(matched_route, StatusOf::Http);
+    let metrics = crate::metrics::start(config.metrics_listen, &requests, &catalog).await?;
+    let app = router(AppState { orders: Orders::new(catalog) }, requests);
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     ready(addr);
+    if let Some(m) = &metrics {
+        m.serving();
+    }
     // TCP_NODELAY on every connection: an answer written in parts must not
     // wait for the client's delayed ACK (40 ms).
     let listener = listener.tap_io(|tcp| {

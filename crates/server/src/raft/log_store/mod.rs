@@ -166,6 +166,16 @@ impl LogStore {
         (s.last_log_id(), s.last_purged)
     }
 
+    /// Segment files, their bytes and the committed log id, for metrics.
+    pub fn usage(&self) -> LogUsage {
+        let s = lock(&self.inner.shared);
+        LogUsage {
+            segments: s.segments.len() as u64,
+            bytes: s.segments.values().map(|info| info.size).sum(),
+            committed: s.committed,
+        }
+    }
+
     /// Hands `op` to the writer. Called with the shared state locked, so
     /// the writer sees operations in the order they were planned.
     fn send(&self, _locked: &MutexGuard<'_, Shared>, op: Op) -> Result<(), String> {
@@ -180,6 +190,15 @@ impl LogStore {
     fn fsyncs(&self) -> u64 {
         self.inner.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// What the log holds now (`LogStore::usage`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogUsage {
+    pub segments: u64,
+    pub bytes: u64,
+    /// The last committed log id openraft told the log (`save_committed`).
+    pub committed: Option<LogId>,
 }
 
 /// Reads the log in `dir` without modifying anything, for `ringkv verify`:

@@ -213,6 +213,7 @@ impl Writer {
             let create = chunk.offset == 0;
             let file = self.file(chunk.seg, create)?;
             file.write_at(&chunk.bytes, chunk.offset)?;
+            crate::metrics::get().log_appended(chunk.bytes.len());
             self.dirty.insert(chunk.seg);
             self.dir_dirty |= create;
         }
@@ -294,7 +295,9 @@ impl Writer {
     fn sync_segments(&mut self) -> io::Result<()> {
         while let Some(seg) = self.dirty.pop_first() {
             if let Some(file) = self.files.get(&seg) {
+                let started = Instant::now();
                 file.sync_data()?;
+                crate::metrics::get().log_fsynced(started.elapsed());
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
         }

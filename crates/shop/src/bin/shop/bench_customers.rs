@@ -479,6 +479,7 @@ fn audit_orders(ringkv: &[String]) -> anyhow::Result<Orders> {
         mqtt: None,
         cache: CacheConfig { entries: 0, ttl: Duration::from_secs(1) },
         db_timeout: Duration::from_secs(10),
+        metrics_listen: None,
     };
     Ok(Orders::new(connect(&config, "bench").context("connecting to ringkv for the audit")?))
 }

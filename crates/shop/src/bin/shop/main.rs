@@ -97,6 +97,7 @@ enum Cmd {
     /// latency between two portals, writes/s at several client counts; or,
     /// with `bench customers`, simulated customers over HTTP.
     Bench(bench::BenchArgs),
+    /// Boxed: a replica's flags are many, the other commands' few.
     #[command(about = server::ABOUT, after_help = server::EXAMPLES)]
     Server(Box<server::ServerArgs>),
     /// Start the whole shop (ringkv ring, MQTT broker, admin and customer

@@ -65,6 +65,9 @@ pub struct InstanceArgs {
     /// request fails with UNAVAILABLE.
     #[arg(long, default_value = "5", value_parser = crate::parse_secs)]
     db_timeout: Duration,
+    /// Serve /metrics and /healthz over HTTP here (default: not served).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl InstanceArgs {
@@ -79,6 +82,7 @@ impl InstanceArgs {
             mqtt: self.mqtt.clone(),
             cache: CacheConfig { entries: self.cache_entries, ttl: self.cache_ttl },
             db_timeout: self.db_timeout,
+            metrics_listen: self.metrics_listen,
         }
     }
 }

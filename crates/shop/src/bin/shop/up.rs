@@ -108,6 +108,8 @@ struct Addresses<'a> {
     mqtt: &'a str,
     admin: &'a [String],
     customer: Vec<String>,
+    /// Every process's /metrics and /healthz: the ring's, then the portals'.
+    metrics: Vec<String>,
 }
 
 /// The kinds of portal `up` starts.
@@ -211,7 +213,8 @@ pub async fn run(args: UpArgs, json: bool, timeout: Duration) -> anyhow::Result<
         .dir(&data_dir)
         .base_port(args.ring.base_port)
         .own_process_groups()
-        .start_timeout(START_TIMEOUT);
+        .start_timeout(START_TIMEOUT)
+        .metrics();
     let ring_file = write_ring(&data_dir, &spec)?;
     let spec = spec.ring_config(ring_file);
     println!("shop up: starting the ringkv ring ({processes} process(es)) …");
@@ -256,6 +259,7 @@ async fn start_rest(
     let portal_argv = |kind: Kind, addr: &str| {
         let mut argv = vec![exe.display().to_string(), kind.subcommand().to_owned(), "--listen".into(), addr.into()];
         argv.extend(["--ringkv".into(), ringkv.join(","), "--mqtt".into(), mqtt_url.clone()]);
+        argv.extend(["--metrics-listen".into(), metrics_addr(addr)]);
         argv
     };
     let admin: Vec<String> = (0..ADMIN_PORTALS).map(|i| format!("127.0.0.1:{}", args.admin_port + i)).collect();
@@ -289,7 +293,17 @@ async fn start_rest(
     }
 
     let customer_urls: Vec<String> = customer.iter().map(|a| format!("http://{a}")).collect();
-    let listing = Addresses { ringkv: &ringkv, mqtt: &mqtt, admin: &admin, customer: customer_urls.clone() };
+    let ring_metrics = cluster.replicas().filter_map(|r| r.metrics_addr.clone());
+    let portal_metrics: Vec<String> = admin.iter().chain(&customer).map(|a| metrics_addr(a)).collect();
+    let metrics: Vec<String> =
+        ring_metrics.chain(portal_metrics.iter().cloned()).map(|a| format!("http://{a}")).collect();
+    let listing = Addresses {
+        ringkv: &ringkv,
+        mqtt: &mqtt,
+        admin: &admin,
+        customer: customer_urls.clone(),
+        metrics: metrics.clone(),
+    };
     let path = data_dir.join(LISTING);
     std::fs::write(&path, serde_json::to_string_pretty(&listing)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -309,6 +323,7 @@ async fn start_rest(
         println!("  customer portals  {}", customer_urls.join(" "));
     }
     println!("  demo catalogue    {demo}");
+    println!("  metrics, healthz  {}", metrics.join(" "));
     println!("  addresses in {}", path.display());
     if let Some(url) = customer_urls.first() {
         println!("Storefront: {url}/  (sign in as {DEMO_CUSTOMER})");
@@ -361,6 +376,14 @@ fn stop(cluster: &mut Cluster, children: &mut [Child]) {
         c.process.wait_stopped(deadline);
     }
     cluster.stop(STOP_GRACE);
+}
+
+/// A portal's metrics address: its own port + 2000, as a ringkv server's.
+fn metrics_addr(addr: &str) -> String {
+    match addr.rsplit_once(':').and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?.checked_add(2000)?))) {
+        Some((host, port)) => format!("{host}:{port}"),
+        None => addr.to_owned(),
+    }
 }
 
 /// Starts one portal, logging to `DIR/<kind><i>.log`.
