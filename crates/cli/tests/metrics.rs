@@ -122,6 +122,8 @@ async fn counters_move_by_exactly_the_requests_sent() {
     assert!(after.value("ringkv_log_appended_bytes_total", &[]) > before.value("ringkv_log_appended_bytes_total", &[]));
     assert!(after.value("ringkv_log_fsync_duration_seconds_count", &[]) > 0.0);
     assert!(after.value("ringkv_log_segments", &[]) >= 1.0);
+    // The client's writes share one exactly-once session.
+    assert_eq!(after.value("ringkv_sessions", &[]) - before.value("ringkv_sessions", &[]), 1.0);
     assert!(after.value("ringkv_raft_applied_index", &[]) >= before.value("ringkv_raft_applied_index", &[]) + 9.0);
     assert_eq!(after.value("ringkv_raft_role", &[("role", "leader")]), 1.0);
     assert_eq!(after.value("ringkv_raft_leader_id", &[]), 0.0);

@@ -212,6 +212,11 @@ impl Node {
         }
     }
 
+    /// Exactly-once sessions this replica's state holds (metrics).
+    pub fn sessions_held(&self) -> Result<u64, StoreError> {
+        self.inner.store.sessions_held()
+    }
+
     /// Versions kept per key, for the writes this replica proposes.
     pub fn max_versions(&self) -> u32 {
         self.inner.config.max_versions

@@ -29,7 +29,7 @@ use ringkv_metrics::{Endpoint, MetricsError};
 
 use crate::node::Node;
 use crate::raft::types::Raft;
-pub use recorder::get;
+pub use recorder::{get, Outcome};
 
 /// What the endpoint can see of the replica, filled in as start-up goes.
 #[derive(Default)]

@@ -103,6 +103,7 @@ impl Collector for RaftCollector {
         )?;
         gauge(&mut e, "log_segments", "Raft log segment files.", Some(log.segments))?;
         gauge(&mut e, "log_bytes", "Bytes in the Raft log segment files.", Some(log.bytes))?;
+        gauge(&mut e, "sessions", "Exactly-once client sessions the state holds.", node.sessions_held().ok())?;
         Ok(())
     }
 }

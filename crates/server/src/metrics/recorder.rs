@@ -134,9 +134,15 @@ impl Recorder {
 
     /// One KeyValue RPC answered, `started` when it arrived. `entry`: the
     /// client called this node (its hop count is the whole path's).
-    pub fn rpc(&self, rpc: &'static str, answer: &Result<Response<pb::Reply>, Status>, started: Instant, entry: bool) {
+    pub fn rpc<R: Outcome>(
+        &self,
+        rpc: &'static str,
+        answer: &Result<Response<R>, Status>,
+        started: Instant,
+        entry: bool,
+    ) {
         let outcome = match answer {
-            Ok(r) => reply_status(r.get_ref().status),
+            Ok(r) => r.get_ref().outcome(),
             Err(s) => code_name(s.code()),
         };
         self.requests.get_or_create(&RpcOutcome { rpc, outcome }).inc();
@@ -199,6 +205,36 @@ impl Recorder {
     }
 }
 
+/// What an answered request's reply says, as metrics label it.
+pub trait Outcome {
+    fn outcome(&self) -> &'static str;
+}
+
+impl Outcome for pb::Reply {
+    fn outcome(&self) -> &'static str {
+        reply_status(self.status)
+    }
+}
+
+impl Outcome for pb::HistoryReply {
+    fn outcome(&self) -> &'static str {
+        reply_status(self.status)
+    }
+}
+
+/// The compatibility API has no outcomes of its own: a reply is success.
+macro_rules! always_ok {
+    ($($reply:ty),*) => {$(
+        impl Outcome for $reply {
+            fn outcome(&self) -> &'static str {
+                "OK"
+            }
+        }
+    )*};
+}
+
+always_ok!(ringkv_api::project::KeyValueVersionReply, ringkv_api::project::PutReply);
+
 /// A reply's status as the wire names it, without the enum prefix.
 fn reply_status(status: i32) -> &'static str {
     match pb::Status::try_from(status) {
@@ -250,7 +286,7 @@ mod tests {
         let ok: Result<Response<pb::Reply>, Status> =
             Ok(Response::new(pb::Reply { status: pb::Status::ErrorNe as i32, value: None }));
         r.rpc("get", &ok, Instant::now(), true);
-        r.rpc("get", &Err(Status::unavailable("no leader")), Instant::now(), false);
+        r.rpc::<pb::Reply>("get", &Err(Status::unavailable("no leader")), Instant::now(), false);
         let count = |rpc, outcome| r.requests.get(&RpcOutcome { rpc, outcome }).map(|c| c.get());
         assert_eq!(count("get", "ERROR_NE"), Some(1));
         assert_eq!(count("get", "UNAVAILABLE"), Some(1));

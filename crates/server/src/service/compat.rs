@@ -55,6 +55,7 @@ macro_rules! routed_op {
 
         impl Forwardable for $op {
             type Reply = $reply;
+            const RPC: &'static str = concat!("project.", stringify!($method));
 
             fn send(
                 channel: Channel,

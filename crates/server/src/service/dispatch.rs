@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::forward::{Forwardable, Forwarder, Leg, Routed, Via};
 use super::route::Router;
 use super::status::InputError;
+use crate::metrics;
 use crate::node::{Node, NodeError};
 use crate::sm::command::{self, Command};
 use crate::sm::session::{Request as LogRequest, Session};
@@ -52,12 +53,15 @@ impl Dispatch {
         T: Routed,
         Fut: std::future::Future<Output = Answer<T::Reply>>,
     {
+        let (started, entry) = (std::time::Instant::now(), Via::of(&req).hops == 0);
         let answer = match self.router.next_hop(&req) {
             Ok(None) => here(req).await,
             Ok(Some(next)) => self.router.forward(&self.forwarder, next, req).await,
             Err(s) => Err(s),
         };
-        self.router.stamp(answer)
+        let answer = self.router.stamp(answer);
+        metrics::get().rpc(T::RPC, &answer, started, entry);
+        answer
     }
 
     /// Checks a value's size against `max_value_bytes`.

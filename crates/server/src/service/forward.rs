@@ -51,7 +51,7 @@ pub trait Forwardable: Send + 'static + Sized {
 }
 
 /// A request routed along the ring by its key.
-pub trait Routed: Forwardable {
+pub trait Routed: Forwardable<Reply: crate::metrics::Outcome> {
     /// What the ring places: an integer key's wire bytes (checked here), or
     /// another key space's own bytes.
     fn route_key(&self) -> Result<std::borrow::Cow<'_, [u8]>, super::status::InputError>;

@@ -234,6 +234,23 @@ impl KvStore {
         Ok(total)
     }
 
+    /// Exactly-once sessions held (metrics): LMDB's count, corrected by the
+    /// overlay's sessions added or expired since the last checkpoint.
+    pub fn sessions_held(&self) -> Result<u64, StoreError> {
+        let i = &self.inner;
+        let overlay = read_lock(&i.overlay);
+        let txn = i.env.read_txn()?;
+        let mut held = i.sessions.stat(&txn)?.entries as i64;
+        for (id, change) in &overlay.sessions {
+            match (change.is_some(), i.sessions.get(&txn, id)?.is_some()) {
+                (true, false) => held += 1,
+                (false, true) => held -= 1,
+                _ => {}
+            }
+        }
+        Ok(held.max(0) as u64)
+    }
+
     /// Bytes applied and not yet checkpointed: LMDB still has to find room
     /// for them.
     pub fn pending_bytes(&self) -> u64 {
