@@ -16,16 +16,31 @@ use crate::FaultsError;
 #[serde(tag = "f", rename_all = "snake_case")]
 pub enum Op {
     Get,
-    Set { data: u64 },
+    Set {
+        data: u64,
+    },
     Del,
-    DelVersion { version: i64 },
-    TestAndSet { version: i64, data: u64 },
+    DelVersion {
+        version: i64,
+    },
+    TestAndSet {
+        version: i64,
+        data: u64,
+    },
+    /// An unconditional write: always succeeds, making a new version.
+    Put {
+        data: u64,
+    },
+    /// A read of one kept version.
+    GetAt {
+        version: i64,
+    },
 }
 
 impl Op {
     /// Whether the operation can change the register.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Get)
+        !matches!(self, Op::Get | Op::GetAt { .. })
     }
 
     pub fn name(&self) -> &'static str {
@@ -35,6 +50,8 @@ impl Op {
             Op::Del => "del",
             Op::DelVersion { .. } => "delVersion",
             Op::TestAndSet { .. } => "testAndSet",
+            Op::Put { .. } => "put",
+            Op::GetAt { .. } => "getAt",
         }
     }
 }
@@ -56,6 +73,18 @@ pub enum Status {
     Error,
     ErrorNe,
     ErrorWv,
+}
+
+impl Status {
+    /// As the outcome table and the history file write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Success => "SUCCESS",
+            Status::Error => "ERROR",
+            Status::ErrorNe => "ERROR_NE",
+            Status::ErrorWv => "ERROR_WV",
+        }
+    }
 }
 
 /// How an operation ended.
@@ -154,6 +183,8 @@ impl std::fmt::Display for Op {
             Op::Del => write!(f, "del"),
             Op::DelVersion { version } => write!(f, "delVersion v{version}"),
             Op::TestAndSet { version, data } => write!(f, "testAndSet v{version} -> {}", Datum(*data)),
+            Op::Put { data } => write!(f, "put {}", Datum(*data)),
+            Op::GetAt { version } => write!(f, "getAt v{version}"),
         }
     }
 }
@@ -166,5 +197,25 @@ impl std::fmt::Display for Outcome {
             Outcome::Fail { why } => write!(f, "FAILED ({why})"),
             Outcome::Indeterminate { why } => write!(f, "INDETERMINATE ({why})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_get_at_in_a_history_file() {
+        let put = Op::Put { data: (3 << 40) + 5 };
+        let at = Op::GetAt { version: 4 };
+        assert_eq!(serde_json::to_string(&put).unwrap(), format!(r#"{{"f":"put","data":{}}}"#, (3u64 << 40) + 5));
+        assert_eq!(serde_json::to_string(&at).unwrap(), r#"{"f":"get_at","version":4}"#);
+        for op in [put, at] {
+            assert_eq!(serde_json::from_str::<Op>(&serde_json::to_string(&op).unwrap()).unwrap(), op);
+        }
+        assert!(put.is_write() && !at.is_write(), "a read at a version changes nothing");
+        assert_eq!((put.name(), at.name()), ("put", "getAt"));
+        assert_eq!((put.to_string(), at.to_string()), ("put c2.5".to_string(), "getAt v4".to_string()));
+        assert_eq!(Status::ErrorWv.name(), serde_json::to_value(Status::ErrorWv).unwrap());
     }
 }

@@ -87,6 +87,8 @@ pub struct Report {
     pub faults: Vec<FaultEvent>,
     /// op → outcome kind → count.
     pub counts: BTreeMap<String, BTreeMap<String, usize>>,
+    /// op → status of the answered ones (`SUCCESS`, `ERROR_WV`, ...) → count.
+    pub answers: BTreeMap<String, BTreeMap<String, usize>>,
     pub totals: BTreeMap<String, usize>,
     pub check: CheckCost,
     pub checked: Vec<KeyVerdict>,
@@ -108,10 +110,14 @@ impl Report {
         timing: Timing,
     ) -> Report {
         let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        let mut answers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         let mut totals: BTreeMap<String, usize> = BTreeMap::new();
         for r in records {
             *counts.entry(r.op.name().into()).or_default().entry(r.outcome.kind().into()).or_default() += 1;
             *totals.entry(r.outcome.kind().into()).or_default() += 1;
+            if let history::Outcome::Ok { status, .. } = r.outcome {
+                *answers.entry(r.op.name().into()).or_default().entry(status.name().into()).or_default() += 1;
+            }
         }
         let witnesses = checked
             .iter()
@@ -143,6 +149,7 @@ impl Report {
             binary: spec.exe.display().to_string(),
             faults,
             counts,
+            answers,
             totals,
             pass: violations.is_empty(),
             check,
@@ -203,7 +210,8 @@ impl Report {
         }
         let _ = writeln!(t, "\noperations: {} ({})", self.totals.values().sum::<usize>(), join_counts(&self.totals));
         for (op, c) in &self.counts {
-            let _ = writeln!(t, "  {op:<11} {}", join_counts(c));
+            let answers = self.answers.get(op).map(|a| format!("; answers: {}", join_counts(a))).unwrap_or_default();
+            let _ = writeln!(t, "  {op:<11} {}{answers}", join_counts(c));
         }
         self.check_text(&mut t, every_key);
         for (shown, (&key, lines)) in self.witnesses.iter().enumerate() {

@@ -13,6 +13,7 @@ use ringkv_testkit::{Cluster, ClusterSpec};
 
 use crate::checker;
 use crate::history::{self, Op, Record};
+use crate::model;
 use crate::nemesis::{self, NemesisSpec, Scenario};
 use crate::report::{Convergence, ReplicaEnd, Report, Timing};
 use crate::workload::{self, KeyName, WorkloadSpec};
@@ -64,7 +65,8 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
         )));
     }
     std::fs::create_dir_all(&data).map_err(FaultsError::io(format!("cannot create {}", data.display())))?;
-    let cluster_spec = ClusterSpec::new(&spec.exe, 1, spec.replicas).dir(&data).raft_proxies().args(&spec.server_args);
+    let cluster_spec =
+        ClusterSpec::new(&spec.exe, 1, spec.replicas).dir(&data).raft_proxies().args(&server_args(&spec.server_args)?);
     let mut cluster = Cluster::start(cluster_spec).await?;
     let addrs = cluster
         .addrs()
@@ -146,6 +148,18 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
     Ok(report)
 }
 
+/// Every server's flags: `extra`, and the versions kept per key that the
+/// model assumes, which `extra` may not change.
+fn server_args(extra: &[String]) -> Result<Vec<String>, FaultsError> {
+    if let Some(a) = extra.iter().find(|a| a.starts_with("--max-versions")) {
+        return Err(FaultsError::Cluster(format!(
+            "the harness's model fixes --max-versions at {}: {a} cannot be given",
+            model::MAX_VERSIONS
+        )));
+    }
+    Ok(extra.iter().cloned().chain(["--max-versions".into(), model::MAX_VERSIONS.to_string()]).collect())
+}
+
 /// What a key's verdict adds to the run's violations.
 fn key_violation(k: &checker::KeyVerdict, budget: &checker::Budget) -> Option<String> {
     let key = KeyName(k.key);
@@ -219,6 +233,19 @@ async fn converge(cluster: &mut Cluster) -> Convergence {
 mod tests {
     use super::*;
     use crate::checker::{KeyVerdict, Progress, Verdict};
+
+    #[test]
+    fn the_servers_keep_the_models_versions_and_nothing_else() {
+        let extra = vec!["--snapshot-log-bytes".to_string(), "20000".to_string()];
+        let args = server_args(&extra).unwrap();
+        assert_eq!(args[..2], extra[..]);
+        assert_eq!(args[2..], ["--max-versions".to_string(), model::MAX_VERSIONS.to_string()]);
+        for bad in [["--max-versions", "16"].as_slice(), &["--max-versions=0"]] {
+            let bad: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+            let e = server_args(&bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("fixes --max-versions at {}", model::MAX_VERSIONS)), "{e}");
+        }
+    }
 
     #[test]
     fn an_undecided_key_is_a_violation_that_names_it_and_how_far_the_search_got() {

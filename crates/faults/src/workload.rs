@@ -1,6 +1,9 @@
 //! The workload: `clients` concurrent closed-loop clients issuing random
-//! get, set, testAndSet, del and delVersion on a few hot keys at a time, so
-//! that operations collide, each recorded with its times and outcome.
+//! get, getAt, set, put, testAndSet, del and delVersion on a few hot keys
+//! at a time, so that operations collide, each recorded with its times and
+//! outcome. A getAt mostly asks for a version likely still kept, sometimes
+//! for one likely dropped (the servers keep `model::MAX_VERSIONS`) or not
+//! yet written, so that every answer of the table shows up.
 //!
 //! Keys are independent over time, as in Jepsen's independent workloads:
 //! each of the `keys` hot slots hands out a bounded number of operations
@@ -37,6 +40,7 @@ use rand::{Rng, SeedableRng};
 use ringkv_client::{Client, ClientError, ClientOptions, Outcome as ClientOutcome, Reply};
 
 use crate::history::{Op, Outcome, Record, Status, Val};
+use crate::model::MAX_VERSIONS;
 
 /// What the clients do.
 #[derive(Debug, Clone)]
@@ -173,6 +177,8 @@ pub async fn perform(client: &Client, who: u32, key: u32, op: Op, start: Instant
         Op::Del => client.del(&k).await,
         Op::DelVersion { version } => client.del_version(&k, version).await,
         Op::TestAndSet { version, data } => client.test_and_set(&k, data as i64, data.to_string(), version).await,
+        Op::Put { data } => client.put(&k, data as i64, data.to_string()).await,
+        Op::GetAt { version } => client.get_at(&k, version).await,
     };
     let return_ns = start.elapsed().as_nanos() as u64;
     Record { client: who, key, op, invoke_ns, return_ns, outcome: outcome(result) }
@@ -223,21 +229,26 @@ impl Chooser {
                 let seen = seen.1;
                 let version = self.version(seen);
                 match self.rng.random_range(0..100) {
-                    0..40 => Op::Get,
-                    40..55 => Op::Set { data },
-                    55..80 => Op::TestAndSet { version, data },
-                    80..85 => Op::Del,
+                    0..30 => Op::Get,
+                    30..42 => Op::GetAt { version: self.past_version(seen) },
+                    42..52 => Op::Set { data },
+                    52..62 => Op::Put { data },
+                    62..84 => Op::TestAndSet { version, data },
+                    84..88 => Op::Del,
                     _ => Op::DelVersion { version },
                 }
             }
             // Mostly kept present, so that what is read at the end was
             // written long before.
             Target::Long { index, .. } => {
-                let version = self.version(keys.long_seen[index as usize].load(Ordering::Relaxed));
+                let seen = keys.long_seen[index as usize].load(Ordering::Relaxed);
+                let version = self.version(seen);
                 match self.rng.random_range(0..100) {
-                    0..50 => Op::Get,
-                    50..60 => Op::Set { data },
-                    60..95 => Op::TestAndSet { version, data },
+                    0..35 => Op::Get,
+                    35..50 => Op::GetAt { version: self.past_version(seen) },
+                    50..58 => Op::Set { data },
+                    58..68 => Op::Put { data },
+                    68..95 => Op::TestAndSet { version, data },
                     _ => Op::DelVersion { version },
                 }
             }
@@ -253,21 +264,48 @@ impl Chooser {
         }
     }
 
+    /// A version for getAt, from `seen`, the last one seen: mostly one
+    /// likely kept (the servers keep `MAX_VERSIONS`), sometimes one likely
+    /// dropped already or one not written yet.
+    fn past_version(&mut self, seen: i64) -> i64 {
+        let kept = i64::from(MAX_VERSIONS);
+        let back = match self.rng.random_range(0..100) {
+            0..75 => self.rng.random_range(0..kept),
+            75..90 => self.rng.random_range(kept..2 * kept),
+            _ => -self.rng.random_range(1..=2),
+        };
+        (seen - back).max(1)
+    }
+
     fn saw(&mut self, keys: &Keys, target: Target, r: &Record) {
         let Outcome::Ok { status, value } = &r.outcome else { return };
-        let v = match (r.op, status, value) {
-            (Op::TestAndSet { version, .. }, Status::Success, _) => version + 1,
-            (Op::Set { .. }, Status::Success, _) => 1,
-            (_, _, Some(v)) if !matches!((r.op, status), (Op::Del | Op::DelVersion { .. }, Status::Success)) => {
-                v.version
+        let seen = match target {
+            Target::Hot { slot, key } if self.seen[slot as usize].0 == key => &mut self.seen[slot as usize].1,
+            Target::Hot { .. } => return,
+            Target::Long { index, .. } => {
+                let long = &keys.long_seen[index as usize];
+                let v = seen_after(long.load(Ordering::Relaxed), r.op, *status, *value);
+                long.store(v, Ordering::Relaxed);
+                return;
             }
-            _ => 0,
         };
-        match target {
-            Target::Hot { slot, key } if self.seen[slot as usize].0 == key => self.seen[slot as usize].1 = v,
-            Target::Hot { .. } => {}
-            Target::Long { index, .. } => keys.long_seen[index as usize].store(v, Ordering::Relaxed),
-        }
+        *seen = seen_after(*seen, r.op, *status, *value);
+    }
+}
+
+/// The key's version after an answer `status, value` to `op`, given that
+/// the last one seen was `seen` (0: absent).
+fn seen_after(seen: i64, op: Op, status: Status, value: Option<Val>) -> i64 {
+    match (op, status, value) {
+        (Op::TestAndSet { version, .. }, Status::Success, _) => version + 1,
+        (Op::Set { .. }, Status::Success, _) => 1,
+        // The value it replaced, if any.
+        (Op::Put { .. }, Status::Success, replaced) => replaced.map_or(1, |v| v.version + 1),
+        (Op::Del | Op::DelVersion { .. }, Status::Success, _) => 0,
+        // A kept version, maybe an older one: the key is at least there.
+        (Op::GetAt { .. }, Status::Success, Some(v)) => seen.max(v.version),
+        (_, _, Some(v)) => v.version,
+        _ => 0,
     }
 }
 
@@ -348,6 +386,39 @@ mod tests {
         match t {
             Target::Hot { key, .. } | Target::Long { key, .. } => key,
         }
+    }
+
+    #[test]
+    fn the_version_seen_follows_the_answers() {
+        let v = |version, data| Some(Val { version, data });
+        let put = Op::Put { data: 9 };
+        assert_eq!(seen_after(0, put, Status::Success, None), 1, "a put on an absent key inserts");
+        assert_eq!(seen_after(3, put, Status::Success, v(6, 1)), 7, "one more than the value replaced");
+        let at = Op::GetAt { version: 2 };
+        assert_eq!(seen_after(5, at, Status::Success, v(2, 1)), 5, "an older kept version says nothing new");
+        assert_eq!(seen_after(1, at, Status::Success, v(2, 1)), 2);
+        assert_eq!(seen_after(5, at, Status::ErrorWv, v(8, 1)), 8, "the current value");
+        assert_eq!(seen_after(5, at, Status::ErrorNe, None), 0);
+        assert_eq!(seen_after(5, Op::TestAndSet { version: 5, data: 1 }, Status::Success, v(5, 1)), 6);
+        assert_eq!(seen_after(5, Op::Del, Status::Success, v(5, 1)), 0);
+        assert_eq!(seen_after(0, Op::Set { data: 1 }, Status::Error, v(4, 1)), 4);
+    }
+
+    #[test]
+    fn get_at_asks_mostly_for_kept_versions_and_sometimes_dropped_or_future_ones() {
+        let mut c = Chooser { rng: StdRng::seed_from_u64(3), seen: Vec::new(), next_data: 0 };
+        let seen = 20;
+        let kept = 20 - i64::from(MAX_VERSIONS) + 1..=20;
+        let (mut within, mut dropped, mut future) = (0, 0, 0);
+        for _ in 0..1000 {
+            match c.past_version(seen) {
+                v if kept.contains(&v) => within += 1,
+                v if v < *kept.start() => dropped += 1,
+                _ => future += 1,
+            }
+        }
+        assert!(within > 600 && dropped > 80 && future > 40, "{within} kept, {dropped} dropped, {future} future");
+        assert!((0..200).all(|_| c.past_version(0) >= 1 && c.past_version(2) >= 1), "never below 1");
     }
 
     #[test]

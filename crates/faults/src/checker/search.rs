@@ -28,6 +28,20 @@
 //! a few such writes open, trying them first explored a thousand times more
 //! states.
 //!
+//! Two reductions keep indeterminate writes that always change the state
+//! (a `put`, unlike a compare-and-set, takes effect whatever the version)
+//! from multiplying the states, each exact:
+//!
+//! - A datum that no answer shows can never be told apart from another
+//!   such datum: the model looks at data only to compare them with
+//!   answers. So every unseen datum becomes one placeholder, and the
+//!   orders in which unseen writes happened lead to the same state.
+//! - Of two identical indeterminate operations (the same input, no
+//!   answer), the one invoked earlier is placed first: any linearization
+//!   that places the later one while the earlier is still open is as good
+//!   with the two swapped. So the placed ones among identical operations
+//!   are always the earliest, not any subset.
+//!
 //! The set of linearized operations is kept as a 128-bit Zobrist hash (XOR
 //! of a random word per operation) rather than a bitset, so memory grows
 //! with the states visited and not with their product by the history's
@@ -36,6 +50,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use crate::history::{Op, Outcome};
 use crate::model::{self, State};
 
 use super::Operation;
@@ -202,9 +217,50 @@ struct Frame {
     hash: u128,
 }
 
+/// `ops` with every datum written that no answer shows replaced by one
+/// placeholder, itself shown by no answer (see the module's comment).
+fn unseen_as_one(ops: &[Operation]) -> Vec<Operation> {
+    let seen: HashSet<u64> = ops
+        .iter()
+        .filter_map(|o| match &o.outcome {
+            Outcome::Ok { value: Some(v), .. } => Some(v.data),
+            _ => None,
+        })
+        .collect();
+    let placeholder = (0..).find(|d| !seen.contains(d)).unwrap_or(0);
+    let hide = |data: u64| if seen.contains(&data) { data } else { placeholder };
+    ops.iter()
+        .map(|o| {
+            let op = match o.op {
+                Op::Set { data } => Op::Set { data: hide(data) },
+                Op::Put { data } => Op::Put { data: hide(data) },
+                Op::TestAndSet { version, data } => Op::TestAndSet { version, data: hide(data) },
+                op @ (Op::Get | Op::GetAt { .. } | Op::Del | Op::DelVersion { .. }) => op,
+            };
+            Operation { op, ..o.clone() }
+        })
+        .collect()
+}
+
+/// For each indeterminate operation, the latest one invoked before it with
+/// the same input, also indeterminate: it must be placed first.
+fn twins(ops: &[Operation]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| (ops[i].call, i));
+    let mut last: std::collections::HashMap<Op, usize> = std::collections::HashMap::new();
+    let mut twin = vec![None; ops.len()];
+    for i in order.into_iter().filter(|&i| ops[i].ret.is_none()) {
+        twin[i] = last.insert(ops[i].op, i);
+    }
+    twin
+}
+
 /// Whether `ops` (one key, starting from an absent key) has a
 /// linearization, deciding before `deadline`.
 pub fn search(ops: &[Operation], deadline: Instant) -> Searched {
+    let ops = &unseen_as_one(ops)[..];
+    let twin = twins(ops);
+    let mut placed = vec![false; ops.len()];
     let mut list = List::new(ops);
     let answered = ops.iter().filter(|o| o.ret.is_some()).count();
     let mut remaining = answered;
@@ -212,7 +268,7 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Searched {
     let words: Vec<u128> = (0..ops.len()).map(zobrist).collect();
     let mut cache: HashSet<(u128, State)> = HashSet::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let (mut state, mut hash): (State, u128) = (None, 0);
+    let (mut state, mut hash): (State, u128) = (State::ABSENT, 0);
     let mut entry = list.nodes[0].next;
     // Which calls the walk tries: answered ones first; only when the walk
     // reaches a return without placing one, the indeterminate ones.
@@ -247,6 +303,9 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Searched {
             let node = if entry == NONE { None } else { Some(list.nodes[entry]) };
             match node {
                 Some(n) if n.is_call && n.ret.is_none() != late => entry = n.next,
+                // An identical indeterminate operation invoked before goes
+                // first.
+                Some(n) if n.is_call && twin[n.op].is_some_and(|t| !placed[t]) => entry = n.next,
                 Some(n) if n.is_call => {
                     let o = &ops[n.op];
                     // An indeterminate write that would change nothing now
@@ -274,6 +333,7 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Searched {
                 let Some(f) = stack.pop() else { return done(Found::NotLinearizable, &cache, deepest) };
                 (state, hash) = (f.state, f.hash);
                 list.unlift(f.call);
+                placed[list.nodes[f.call].op] = false;
                 if list.nodes[f.call].ret.is_some() {
                     remaining += 1;
                 }
@@ -289,6 +349,7 @@ pub fn search(ops: &[Operation], deadline: Instant) -> Searched {
             stack.push(Frame { call, late, forced, state, hash });
             (state, hash) = (next, h);
             list.lift(call);
+            placed[n.op] = true;
             if n.ret.is_some() {
                 remaining -= 1;
                 if answered - remaining > deepest.0 {

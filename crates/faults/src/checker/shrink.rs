@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::search::{search, Found};
 use super::Operation;
-use crate::history::{Op, Outcome, Status};
+use crate::history::{Outcome, Status};
 
 /// The sub-history and the operation that could not be linearized.
 pub struct Witness {
@@ -46,7 +46,7 @@ fn prefix(ops: &[Operation], t: u64) -> Vec<Operation> {
 
 /// An answered operation that changed nothing: it only observes.
 fn is_observation(o: &Operation) -> bool {
-    matches!(o.outcome, Outcome::Ok { status, .. } if status != Status::Success || o.op == Op::Get)
+    matches!(o.outcome, Outcome::Ok { status, .. } if status != Status::Success || !o.op.is_write())
 }
 
 pub fn shrink(ops: &[Operation], deadline: Instant) -> Witness {
