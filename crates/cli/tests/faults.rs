@@ -108,6 +108,13 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let r = report(&out);
     assert!(r["faults"].as_array().unwrap().len() >= 2, "too few faults to mean anything:\n{stdout}");
     assert!(r["totals"]["ok"].as_u64().unwrap() > 300, "too few operations:\n{stdout}");
+    // Puts, and reads at a version with each of their answers: a kept
+    // version, an absent key, a version dropped (the servers keep 4) or not
+    // yet written.
+    assert!(r["answers"]["put"]["SUCCESS"].as_u64().unwrap_or(0) > 0, "no put answered:\n{stdout}");
+    for status in ["SUCCESS", "ERROR_NE", "ERROR_WV"] {
+        assert!(r["answers"]["getAt"][status].as_u64().unwrap_or(0) > 0, "no getAt answered {status}:\n{stdout}");
+    }
     // Fresh keys over time, each checked on its own with its cost shown,
     // and the long-lived ones used throughout.
     let checked = r["checked"].as_array().unwrap();

@@ -23,9 +23,11 @@ Fault harness: a workload under kill, pause or partition, checked for linearizab
 
 Starts its own group of `ringkv server` processes (this executable, on free
 loopback ports, data under OUT/data), with a userspace TCP proxy on every
-directed Raft link between replicas. CLIENTS concurrent clients issue random
-get, set, testAndSet, del and delVersion on KEYS hot keys at a time, each
-client talking to one replica, plus one reader per replica that never moves
+directed Raft link between replicas, each keeping 4 versions per key
+(--max-versions, fixed: the model keeps as many). CLIENTS concurrent clients
+issue random get, getAt, set, put, testAndSet, del and delVersion on KEYS hot
+keys at a time (getAt mostly at a version likely kept, sometimes at one
+dropped or not yet written), each client talking to one replica, plus one reader per replica that never moves
 (so a deposed leader keeps being asked). After OPS_PER_KEY operations a hot
 key is retired and a fresh one takes its place (independent keys, as in
 Jepsen), so each key's history stays short however long the run; LONG_KEYS
@@ -47,8 +49,9 @@ replicas at once (default: a minority):
 
 Then everything is repaired and the run checks that:
   - each key's history is linearizable against a versioned register (get
-    reads, set inserts if absent, testAndSet and delVersion compare the
-    version, del removes), with Wing & Gong / Lowe's search, keys in
+    reads, getAt reads a kept version, set inserts if absent, put writes
+    unconditionally, testAndSet and delVersion compare the version, del
+    removes, a new version drops the oldest beyond 4), with Wing & Gong / Lowe's search, keys in
     parallel on every core; a key the checker cannot decide within
     --check-budget seconds counts as a failure, and the report says how far
     the search got; per key it gives operations, states explored and time;
