@@ -206,4 +206,12 @@ async fn ranges_and_batches() {
     assert_eq!(client.range(&BigInt::from(-5000), &BigInt::from(5000), 0, None).await.unwrap().len(), 600 - 21);
     let dels = client.del_many(&[BigInt::from(77), BigInt::from(77)]).await.unwrap();
     assert_eq!((dels[0].outcome, dels[1].outcome), (Outcome::Success, Outcome::Error));
+    // Requests of a batch on one key apply in request order, even where
+    // each is forwarded: every put replaced the one before it.
+    let same: Vec<_> = (0..40).map(|i| (BigInt::from(5555), 30, Bytes::from(i.to_string()))).collect();
+    let answers = client.put_many(same).await.unwrap();
+    for (i, a) in answers.iter().enumerate() {
+        let replaced = a.value.as_ref().map(|v| String::from_utf8_lossy(&v.data).into_owned());
+        assert_eq!(replaced, (i > 0).then(|| (i - 1).to_string()), "put {i} of one key");
+    }
 }

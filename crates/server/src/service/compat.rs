@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::batch::{self, Keyed};
 use super::dispatch::{Answer, Dispatch, Write};
 use super::forward::{Forwardable, Routed};
 use super::range::{self, Span};
@@ -32,8 +33,17 @@ use super::status::InputError;
 use crate::sm::command::{Command, Value};
 use crate::sm::key as store_key;
 
-/// Requests of a stream in flight at once (as `kv.rs`'s batches).
-const STREAM_WINDOW: usize = 64;
+impl Keyed for KeyRequest {
+    fn batch_key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+}
+
+impl Keyed for KeyValueRequest {
+    fn batch_key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+}
 
 /// The store key of a text key, its length checked.
 fn text_key(key: &str) -> Result<Vec<u8>, InputError> {
@@ -142,27 +152,6 @@ fn pair_reply(pair: pb::KeyValuePair) -> KeyValueVersionReply {
     KeyValueVersionReply { key: text(pair.key.to_vec()), val: text(value.data.to_vec()), ver: value.version }
 }
 
-/// Answers a stream of requests with `one`, up to `STREAM_WINDOW` at a
-/// time, in request order; an error ends the stream.
-fn each<T, R, Fut>(
-    request: Request<Streaming<T>>,
-    one: impl Fn(T) -> Fut + Send + 'static,
-) -> BoxStream<'static, Result<R, Status>>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    Fut: std::future::Future<Output = Answer<R>> + Send + 'static,
-{
-    let answers = request
-        .into_inner()
-        .map(move |msg| {
-            let call = msg.map(&one);
-            async move { Ok(call?.await?.into_inner()) }
-        })
-        .buffered(STREAM_WINDOW);
-    Box::pin(answers)
-}
-
 #[tonic::async_trait]
 impl KeyValueStore for CompatService {
     async fn get(&self, request: Request<KeyRequest>) -> Answer<KeyValueVersionReply> {
@@ -188,7 +177,7 @@ impl KeyValueStore for CompatService {
 
     async fn get_all(&self, request: Request<Streaming<KeyRequest>>) -> Answer<Self::GetAllStream> {
         let svc = self.clone();
-        Ok(Response::new(each(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.get(Request::new(msg)).await }
         })))
@@ -213,7 +202,7 @@ impl KeyValueStore for CompatService {
 
     async fn put_all(&self, request: Request<Streaming<KeyValueRequest>>) -> Answer<Self::PutAllStream> {
         let svc = self.clone();
-        Ok(Response::new(each(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.put(Request::new(msg)).await }
         })))
@@ -239,7 +228,7 @@ impl KeyValueStore for CompatService {
                     Ok::<_, Status>(svc.del(req).await?.into_inner())
                 }
             })
-            .buffered(STREAM_WINDOW)
+            .buffered(batch::WINDOW)
             // A version 0 answer: removed by someone else since it was read.
             .filter(|r| std::future::ready(!matches!(r, Ok(reply) if reply.ver == 0)));
         Ok(Response::new(Box::pin(removed)))
@@ -249,7 +238,7 @@ impl KeyValueStore for CompatService {
 
     async fn del_all(&self, request: Request<Streaming<KeyRequest>>) -> Answer<Self::DelAllStream> {
         let svc = self.clone();
-        Ok(Response::new(each(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.del(Request::new(msg)).await }
         })))

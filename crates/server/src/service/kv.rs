@@ -10,6 +10,7 @@ use ringkv_api::pb::{self, key_value_server::KeyValue};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::batch::{self, Keyed};
 use super::dispatch::{Answer as Answered, Dispatch, Write};
 use super::forward::Routed;
 use super::range::{self, Span};
@@ -22,6 +23,18 @@ use crate::sm::session::Session;
 trait WriteMessage: Routed<Reply = pb::Reply> {
     fn session(&self) -> Option<Session>;
 }
+
+macro_rules! keyed {
+    ($($req:ty),*) => {$(
+        impl Keyed for $req {
+            fn batch_key(&self) -> &[u8] {
+                &self.key
+            }
+        }
+    )*};
+}
+
+keyed!(pb::GetRequest, pb::PutRequest, pb::DelRequest);
 
 /// A read request: its key, and whether a stale answer will do.
 trait ReadMessage: Routed {
@@ -215,7 +228,7 @@ impl KeyValue for KvService {
                     Ok::<_, Status>((key, reply.into_inner()))
                 }
             })
-            .buffered(BATCH_WINDOW)
+            .buffered(batch::WINDOW)
             .filter_map(|answer| async move {
                 match answer {
                     Ok((key, reply)) if reply.status == pb::Status::Success as i32 => {
@@ -237,7 +250,7 @@ impl KeyValue for KvService {
 
     async fn get_many(&self, request: Request<Streaming<pb::GetRequest>>) -> Answer<Self::GetManyStream> {
         let svc = self.clone();
-        Ok(Response::new(batch(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.get(Request::new(msg)).await }
         })))
@@ -247,7 +260,7 @@ impl KeyValue for KvService {
 
     async fn put_many(&self, request: Request<Streaming<pb::PutRequest>>) -> Answer<Self::PutManyStream> {
         let svc = self.clone();
-        Ok(Response::new(batch(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.put(Request::new(msg)).await }
         })))
@@ -257,35 +270,11 @@ impl KeyValue for KvService {
 
     async fn del_many(&self, request: Request<Streaming<pb::DelRequest>>) -> Answer<Self::DelManyStream> {
         let svc = self.clone();
-        Ok(Response::new(batch(request, move |msg| {
+        Ok(Response::new(batch::in_order(request, move |msg| {
             let svc = svc.clone();
             async move { svc.del(Request::new(msg)).await }
         })))
     }
-}
-
-/// Requests of a batch in flight at once: enough to fill write batches
-/// and read-index rounds, few enough that a stream's memory stays small.
-const BATCH_WINDOW: usize = 64;
-
-/// Answers a stream of requests with `one`, up to `BATCH_WINDOW` at a
-/// time, in request order.
-fn batch<T, Fut>(
-    request: Request<Streaming<T>>,
-    one: impl Fn(T) -> Fut + Send + 'static,
-) -> BoxStream<'static, Result<pb::Reply, Status>>
-where
-    T: Send + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    let answers = request
-        .into_inner()
-        .map(move |msg| {
-            let call = msg.map(&one);
-            async move { Ok(call?.await?.into_inner()) }
-        })
-        .buffered(BATCH_WINDOW);
-    Box::pin(answers)
 }
 
 impl From<command::Status> for pb::Status {

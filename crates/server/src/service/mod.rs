@@ -3,6 +3,7 @@
 //! `status` maps every internal error to a gRPC status, in one place.
 
 pub mod admin;
+pub mod batch;
 pub mod compat;
 pub mod dispatch;
 pub mod forward;
