@@ -68,6 +68,17 @@ pub struct ServerArgs {
     /// Versions kept per key (0: all).
     #[arg(long)]
     pub max_versions: Option<u32>,
+    /// Raft heartbeat interval (ms).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest Raft election timeout (ms). A follower stands after its
+    /// timeout plus openraft's leader lease (election_timeout_max_ms) of
+    /// silence: the failover time.
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Longest Raft election timeout (ms); also openraft's leader lease.
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
     /// This replica's group's position on the ring (an index into the
     /// --ring-group list).
     #[arg(long)]
@@ -136,7 +147,9 @@ impl ServerArgs {
               quota_bytes => quota_bytes, min_free_bytes => min_free_bytes,
               checkpoint_interval_ms => checkpoint_interval_ms,
               snapshot_interval => snapshot_interval_secs, max_value_bytes => max_value_bytes,
-              max_versions => max_versions);
+              max_versions => max_versions, heartbeat_ms => heartbeat_ms,
+              election_timeout_min_ms => election_timeout_min_ms,
+              election_timeout_max_ms => election_timeout_max_ms);
         if self.raft_listen.is_some() {
             c.raft_listen = self.raft_listen;
         }
@@ -242,6 +255,23 @@ pub fn write_ring_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raft_timing_flags_override_the_defaults_and_are_checked() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let args =
+            ["ringkv", "--heartbeat-ms", "20", "--election-timeout-min-ms", "60", "--election-timeout-max-ms", "120"];
+        let c = Cli::parse_from(args).server.config().unwrap();
+        assert_eq!((c.heartbeat_ms, c.election_timeout_min_ms, c.election_timeout_max_ms), (20, 60, 120));
+        let bad =
+            Cli::parse_from(["ringkv", "--election-timeout-min-ms", "40", "--heartbeat-ms", "50"]).server.config();
+        assert!(bad.unwrap_err().to_string().contains("heartbeat_ms < election_timeout_min_ms"));
+    }
 
     #[test]
     fn ring_groups_from_flags() {
