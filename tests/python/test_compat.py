@@ -176,6 +176,19 @@ def test_streams_answer_in_order(kvs, ring):
     assert left == []
 
 
+def test_a_long_stream_of_tiny_messages_is_served_whole(kvs, ring):
+    """grpcio sends each streamed message in a DATA frame of its own. A
+    PutAll of thousands of tiny pairs, which the called node (forwarding
+    most of them) answers slower than they arrive, leaves thousands of small
+    frames unread: h2 charges each against a budget sized by the server's
+    connection window and, once it is spent, closes the connection with
+    GOAWAY ENHANCE_YOUR_CALM (server.rs: CONNECTION_WINDOW)."""
+    pb2, _ = kvs
+    keys = [f"bulk/{i}" for i in range(8000)]
+    puts = list(ring.stub.PutAll(iter([pb2.KeyValueRequest(key=k, val="v") for k in keys])))
+    assert [p.key for p in puts] == keys and all(p.ver > 0 for p in puts)
+
+
 def test_text_keys_do_not_meet_integer_keys(pb, kvs, ring):
     kv, kv_grpc = pb
     pb2, _ = kvs

@@ -68,7 +68,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let admin = AdminServer::new(AdminService::new(node.clone(), router));
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut builder =
+        tonic::transport::Server::builder().tcp_nodelay(true).initial_connection_window_size(CONNECTION_WINDOW);
     let router = builder.add_service(kv).add_service(compat).add_service(admin);
     let router = match config.raft_listen {
         None => router.add_service(raft_server(RaftService::new(node.raft().clone()))),
@@ -97,6 +98,18 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send +
     }
     served.context("gRPC server failed")
 }
+
+/// The HTTP/2 connection window the server grants each client. h2 (since
+/// 0.4.16) charges every received DATA frame under 256 bytes against a
+/// budget of half this window and closes the connection (GOAWAY
+/// ENHANCE_YOUR_CALM, "too_many_data_frames") once unread ones spend it.
+/// grpcio sends each streamed message in a frame of its own, so a
+/// `PutAll` of a few thousand tiny pairs that the server answers slower
+/// than they arrive spent hyper's default (1 MiB, a 512 KiB budget). A
+/// stream's unread bytes stay bounded by the stream window (1 MiB): at
+/// 32 MiB of budget, such a stream of 20-byte messages needs a third of
+/// it. Memory is bounded by the stream windows in use, not by this.
+const CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// Accepted connections, with Nagle off: a request/response protocol must
 /// not wait for delayed ACKs (the builder's tcp_nodelay does not reach a
