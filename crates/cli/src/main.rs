@@ -93,7 +93,7 @@ struct Cli {
 enum Cmd {
     /// Run a server (a replica) in the foreground.
     #[command(after_help = SERVER_EXAMPLES)]
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Start a local ring of server processes and open the shell.
     #[command(after_help = UP_EXAMPLES)]
     Up(up::UpArgs),
@@ -145,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
         Cmd::Server(args) => {
             init_logging();
-            server::run(args.clone()).await?;
+            server::run((**args).clone()).await?;
         }
         Cmd::Up(args) => up::run(args.clone(), cli.json, !cli.no_ring).await?,
         Cmd::Shell => {
