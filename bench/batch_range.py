@@ -10,34 +10,16 @@ before and after, so that "bounded memory" is a measured claim.
 """
 
 import argparse
-import importlib
 import json
 import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def stubs(out: Path):
-    from grpc_tools import protoc
-
-    out.mkdir(parents=True, exist_ok=True)
-    args = ["protoc", f"-I{ROOT / 'proto'}", f"--python_out={out}", f"--grpc_python_out={out}",
-            str(ROOT / "proto" / "ringkv" / "v1" / "kv.proto")]
-    assert protoc.main(args) == 0
-    sys.path.insert(0, str(out))
-    return importlib.import_module("ringkv.v1.kv_pb2"), importlib.import_module("ringkv.v1.kv_pb2_grpc")
-
-
-def key(n: int) -> bytes:
-    bits = n.bit_length() if n >= 0 else (~n).bit_length()
-    return n.to_bytes(bits // 8 + 1, "big", signed=True)
+from grpc_stubs import ROOT, key, stubs
 
 
 def hwm_kib(pid: int) -> int:

@@ -21,7 +21,6 @@ and at the end the median and worst gap and the load average.
 """
 
 import argparse
-import importlib
 import json
 import os
 import random
@@ -29,7 +28,6 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,22 +35,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def stubs(out: Path):
-    from grpc_tools import protoc
-
-    out.mkdir(parents=True, exist_ok=True)
-    args = ["protoc", f"-I{ROOT / 'proto'}", f"--python_out={out}", f"--grpc_python_out={out}",
-            str(ROOT / "proto" / "ringkv" / "v1" / "kv.proto")]
-    assert protoc.main(args) == 0
-    sys.path.insert(0, str(out))
-    return importlib.import_module("ringkv.v1.kv_pb2"), importlib.import_module("ringkv.v1.kv_pb2_grpc")
-
-
-def key(n: int) -> bytes:
-    return n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
+from grpc_stubs import ROOT, key, stubs
 
 
 def role(metrics_addr: str) -> str:
