@@ -1,16 +1,22 @@
-//! The fault harness can fail: a deliberately broken server (feature
-//! `broken-stale-reads` of ringkv-server: a leader answers reads without
-//! read-index) is caught by the partition scenario, while the real server
-//! passes the same schedule (same seed). Both runs move to fresh keys every
-//! few hundred operations, as long runs do every 2,000: the violation must
-//! show in a short history of its own.
+//! The fault harness can fail: deliberately broken servers (feature
+//! `broken` of ringkv-server, the bug chosen by `RINGKV_BROKEN`: see
+//! crates/server/src/broken.rs) are caught, while the real server passes
+//! the same schedule (same seed): a leader answering reads without
+//! read-index by the partition scenario; a restart that skips replaying
+//! the log, and resent writes applied twice, by the kill scenario. A run
+//! that injected no fault fails. The runs move to fresh keys every few
+//! hundred operations, as long runs do every 2,000: a violation must show
+//! in a short history of its own.
 //!
 //! The broken binary comes from `RINGKV_BROKEN_BIN` (scripts/test builds it
 //! cheaply in the main target dir); without it, this test builds it into
 //! `target/broken` (a full compile the first time).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::broken_binary;
 use ringkv_testkit::exe::{self, Output};
 
 const SEED: &str = "7";
@@ -19,28 +25,13 @@ const DURATION: &str = "20";
 /// uses several generations of keys.
 const OPS_PER_KEY: &str = "250";
 
-fn broken_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("RINGKV_BROKEN_BIN") {
-        return PathBuf::from(bin);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = root.join("target/broken");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = target.display().to_string();
-    let features = ["build", "-p", "ringkv", "--features", "ringkv-server/broken-stale-reads", "--target-dir"];
-    let args = features.iter().copied().chain([target_dir.as_str(), "--manifest-path"]).map(String::from);
-    let manifest = root.join("Cargo.toml").display().to_string();
-    let built = exe::run(Path::new(&cargo), args.chain([manifest])).expect("run cargo");
-    assert_eq!(built.code, 0, "building the broken server failed:\n{}", built.stderr);
-    target.join("debug/ringkv")
-}
-
-fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
+/// A run of `scenario` by `bin`, carrying `bug` if it is the broken build.
+fn faults(bin: &Path, bug: Option<&str>, scenario: &str, out: &Path, extra: &[&str]) -> Output {
     let out = out.display().to_string();
     let args = [
         "faults",
         "--scenario",
-        "partition",
+        scenario,
         "--duration",
         DURATION,
         "--seed",
@@ -50,7 +41,8 @@ fn faults(bin: &Path, out: &Path, extra: &[&str]) -> Output {
         "--out",
         &out,
     ];
-    exe::run(bin, args.iter().chain(extra)).expect("run ringkv faults")
+    let env: Vec<(&str, &str)> = bug.map(|b| ("RINGKV_BROKEN", b)).into_iter().collect();
+    exe::run_env(bin, args.iter().chain(extra), &env).expect("run ringkv faults")
 }
 
 fn report(out: &Path) -> serde_json::Value {
@@ -79,7 +71,7 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     let dir = tempfile::tempdir().unwrap();
     let broken = broken_binary();
     let out = dir.path().join("broken");
-    let run = faults(&broken, &out, &[]);
+    let run = faults(&broken, Some("stale-reads"), "partition", &out, &[]);
     let stdout = &run.stdout;
     assert_eq!(run.code, 3, "the broken build was not caught:\n{stdout}\n{}", run.stderr);
     let r = report(&out);
@@ -102,7 +94,7 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
     // The real server, the same schedule: no violation.
     let real = Path::new(env!("CARGO_BIN_EXE_ringkv"));
     let out = dir.path().join("real");
-    let run = faults(real, &out, &[]);
+    let run = faults(real, None, "partition", &out, &[]);
     let stdout = &run.stdout;
     assert_eq!(run.code, 0, "the real server failed:\n{stdout}\n{}", run.stderr);
     let r = report(&out);
@@ -133,7 +125,58 @@ fn partition_catches_the_broken_build_and_passes_the_real_one() {
 fn a_run_refuses_an_out_dir_with_old_data() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data/r0")).unwrap();
-    let run = faults(Path::new(env!("CARGO_BIN_EXE_ringkv")), dir.path(), &[]);
+    let run = faults(Path::new(env!("CARGO_BIN_EXE_ringkv")), None, "partition", dir.path(), &[]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("already holds a run's data"), "{}", run.stderr);
+}
+
+/// The kill scenario's schedule catches two broken builds, each its own
+/// way, and the real server passes it.
+#[test]
+fn kill_catches_lost_writes_and_double_applies_and_passes_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_binary();
+
+    // A restart that does not replay the log: the restarted replica misses
+    // the writes of its last second, and the replicas differ.
+    let out = dir.path().join("lost-writes");
+    let run = faults(&broken, Some("lost-writes"), "kill", &out, &[]);
+    assert_eq!(run.code, 3, "lost writes were not caught:\n{}\n{}", run.stdout, run.stderr);
+    let r = report(&out);
+    let kills = r["faults"].as_array().unwrap().iter().filter(|f| f["kind"] == "kill").count();
+    assert!(kills >= 1, "{}", run.stdout);
+    let violations = r["violations"].to_string();
+    assert!(
+        violations.contains("replicas differ") || violations.contains("not linearizable"),
+        "caught, but not for the lost writes: {violations}"
+    );
+
+    // The exactly-once check skipped: a write resent after a lost answer
+    // takes effect twice, which no linearization explains.
+    let out = dir.path().join("double-apply");
+    let run = faults(&broken, Some("double-apply"), "kill", &out, &[]);
+    assert_eq!(run.code, 3, "double applies were not caught:\n{}\n{}", run.stdout, run.stderr);
+    let r = report(&out);
+    assert!(
+        r["checked"].as_array().unwrap().iter().any(|k| k["verdict"] == "not_linearizable"),
+        "caught, but not by the linearizability checker:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("a failing sub-history"), "no readable witness:\n{}", run.stdout);
+
+    let real = Path::new(env!("CARGO_BIN_EXE_ringkv"));
+    let out = dir.path().join("real");
+    let run = faults(real, None, "kill", &out, &[]);
+    assert_eq!(run.code, 0, "the real server failed the kill schedule:\n{}\n{}", run.stdout, run.stderr);
+}
+
+/// A run too short for the nemesis to act proves nothing: it fails.
+#[test]
+fn a_run_without_faults_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("short").display().to_string();
+    let args = ["faults", "--scenario", "kill", "--duration", "1", "--seed", SEED, "--out", &out];
+    let run = exe::run(Path::new(env!("CARGO_BIN_EXE_ringkv")), args).expect("run ringkv faults");
+    assert_eq!(run.code, 3, "a run without faults passed:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("no fault was injected"), "{}", run.stdout);
 }

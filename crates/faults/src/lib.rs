@@ -9,13 +9,15 @@
 //! on a seeded schedule ([`nemesis`]: kill -9 and restart, SIGSTOP/SIGCONT,
 //! partitions), heals, and checks the history per key for linearizability
 //! against a versioned-register model ([`model`], [`checker`]), plus
-//! convergence of the replicas. [`report`] and [`timeline`] say what
+//! convergence of the replicas; [`floors`] make a run that did too little
+//! a failure. [`report`] and [`timeline`] say what
 //! happened.
 //!
 //! The pieces take a group's addresses and processes, not a whole
 //! deployment: a ring of several groups runs one set per group.
 
 pub mod checker;
+pub mod floors;
 pub mod history;
 pub mod model;
 pub mod nemesis;

@@ -12,6 +12,7 @@ use ringkv_client::{Client, ClientOptions};
 use ringkv_testkit::{Cluster, ClusterSpec};
 
 use crate::checker;
+use crate::floors;
 use crate::history::{self, Op, Record};
 use crate::model;
 use crate::nemesis::{self, NemesisSpec, Scenario};
@@ -116,6 +117,7 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
             violations.push(format!("final read of key {} got no answer: {}", KeyName(r.key), r.outcome));
         }
     }
+    violations.extend(floors::violations(&faults, &records, &final_reads));
     records.extend(final_reads);
     records.sort_by_key(|r| (r.invoke_ns, r.client));
     let convergence = converge(&mut cluster).await;

@@ -14,6 +14,7 @@
 //! `sm::digest` (what a state's digest covers). Everything else is the
 //! server's own; tests outside the crate go through these and the wire.
 
+pub(crate) mod broken;
 pub mod cli;
 pub mod config;
 pub(crate) mod metrics;
@@ -26,18 +27,11 @@ pub mod sm;
 pub mod verify;
 pub(crate) mod write_batch;
 
-// The deliberately broken build exists to prove the fault harness catches
-// it; a release binary with it would be a database that serves stale
-// reads. Only debug (test) builds may carry it.
-#[cfg(all(feature = "broken-stale-reads", not(debug_assertions)))]
-compile_error!("the broken-stale-reads feature is for the fault harness's tests only: build it without --release");
-
 /// The version status reports; a deliberately broken build says so.
 pub fn build_version() -> String {
     let version = env!("CARGO_PKG_VERSION");
-    if cfg!(feature = "broken-stale-reads") {
-        format!("{version} BROKEN BUILD (broken-stale-reads: stale reads on purpose)")
-    } else {
-        version.to_owned()
+    match broken::version_suffix() {
+        Some(broken) => format!("{version} {broken}"),
+        None => version.to_owned(),
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 
+use crate::broken::{self, Bug};
 use crate::config::Config;
 use crate::metrics;
 use crate::raft::log_store::{LogOptions, LogStore, LogUsage};
@@ -75,9 +76,6 @@ impl Node {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let lock = lock_data_dir(&dir)?;
-        if cfg!(feature = "broken-stale-reads") {
-            tracing::warn!("BROKEN BUILD (feature broken-stale-reads): a leader answers reads without read-index; for testing the fault harness only");
-        }
         let (purge_tx, purge_rx) = mpsc::unbounded_channel();
 
         let (sm, log) = {
@@ -122,8 +120,8 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let node =
-            Node { inner: Arc::new(Inner { raft, reads, writes, store, config, floor, space, log, _lock: lock }) };
+        let inner = Inner { raft, reads, writes, store, config, floor, space, log, _lock: lock };
+        let node = Node { inner: Arc::new(inner) };
         node.wait_ready().await?;
         Ok(node)
     }
@@ -226,7 +224,7 @@ impl Node {
     /// reads): `read` runs on the local store once it holds every write
     /// acknowledged before the read began.
     pub async fn read<T>(&self, read: impl FnOnce(&KvStore) -> Result<T, StoreError>) -> Result<T, NodeError> {
-        if cfg!(feature = "broken-stale-reads") && self.leads().is_ok() {
+        if broken::active(Bug::StaleReads) && self.leads().is_ok() {
             // The deliberately broken build (see Cargo.toml): a replica that
             // believes it leads answers without confirming it with a quorum.
             return self.read_local(read);
@@ -331,7 +329,9 @@ fn recover(config: &Config, purge_tx: mpsc::UnboundedSender<u64>) -> anyhow::Res
     let dir = &config.data_dir;
     let opts = LogOptions { segment_bytes: config.log_segment_bytes, cache_bytes: config.log_cache_bytes };
     let log = LogStore::open(dir, opts)?;
-    let purged = log.state().1.map_or(0, |id| id.index);
+    let (last, purged) = log.state();
+    let purged = purged.map_or(0, |id| id.index);
+    broken::set_replay_end(last.map_or(0, |id| id.index));
     let checkpoints = config.checkpoints();
     let sm = StateMachine::recover(dir, config.lmdb_map_bytes, checkpoints, config.snapshots_kept, purge_tx, purged)?;
     let applied = sm.applied_index()?;

@@ -31,6 +31,7 @@ const MESSAGE_OVERHEAD: usize = 64 * 1024;
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     config.resolve();
     config.validate()?;
+    crate::broken::check().map_err(anyhow::Error::msg)?;
     let (ring, groups) = config.topology()?;
     let listen = config.listen;
     tracing::info!(data_dir = %config.data_dir.display(), %listen, node_id = config.node_id, position = config.position, positions = ring.len(), "starting");

@@ -53,8 +53,18 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_env(exe, args, &[])
+}
+
+/// `run` with `env` added to the environment.
+pub fn run_env<I, S>(exe: &Path, args: I, env: &[(&str, &str)]) -> Result<Output, TestkitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let out = Command::new(exe)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .map_err(TestkitError::io(format!("cannot run {}", exe.display())))?;

@@ -43,6 +43,29 @@ pub fn spec(positions: usize, replicas: usize, extra: &[&str]) -> ClusterSpec {
     ClusterSpec::new(env!("CARGO_BIN_EXE_ringkv"), positions, replicas).args(extra).env("RUST_LOG", LOG_FILTER)
 }
 
+/// The deliberately broken server (feature `broken` of ringkv-server,
+/// crates/server/src/broken.rs): `RINGKV_BROKEN_BIN` (scripts/test builds
+/// it cheaply in the main target dir), or else built here into
+/// `target/broken` (a full compile the first time).
+pub fn broken_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RINGKV_BROKEN_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = root.join("target/broken");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "-p", "ringkv", "--features", "ringkv-server/broken", "--target-dir"])
+        .arg(&target)
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .output()
+        .expect("run cargo");
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "building the broken server failed:\n{stderr}");
+    target.join("debug/ringkv")
+}
+
 /// Starts a cluster, panicking with the reason (and the log) if it cannot.
 pub async fn start(spec: ClusterSpec) -> Cluster {
     match Cluster::start(spec).await {

@@ -21,6 +21,7 @@ use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuil
 use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::broken;
 use crate::sm::command::Reply;
 use crate::sm::snapshot::{self, SnapshotError};
 use crate::sm::store::{Checkpoints, KvStore, StoreError};
@@ -307,6 +308,7 @@ fn apply_batch(shared: &Shared, entries: Vec<Entry>) -> Result<Vec<Vec<Reply>>, 
     for entry in entries {
         batch.set_applied(&entry.log_id)?;
         let reply = match entry.payload {
+            EntryPayload::Normal(_) if broken::skips_replay(entry.log_id.index) => Vec::new(),
             EntryPayload::Normal(p) => {
                 bytes += p.0.iter().map(|r| r.cmd.weight()).sum::<u64>();
                 batch.apply_requests(entry.log_id.index, p.0)?

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::command::{self, Command, Reply, Store};
+use crate::broken::{self, Bug};
 
 /// A client idle this long (leader time in the log) is forgotten.
 pub const SESSION_TTL_MS: u64 = 60 * 60 * 1000;
@@ -99,6 +100,7 @@ fn apply_one<S: SessionStore>(store: &mut S, req: Request) -> Result<Reply, S::E
     record.replies.retain(|(seq, _)| *seq >= s.first_unacked);
     record.last_seen_ms = record.last_seen_ms.max(req.time_ms);
     let remembered = record.replies.iter().find(|(seq, _)| *seq == s.sequence).map(|(_, r)| r.clone());
+    let remembered = remembered.filter(|_| !broken::active(Bug::DoubleApply));
     let reply = match remembered {
         Some(reply) => reply,
         None => {

@@ -296,6 +296,7 @@ impl Writer {
         while let Some(seg) = self.dirty.pop_first() {
             if let Some(file) = self.files.get(&seg) {
                 let started = Instant::now();
+                crate::broken::fsync_error(&self.dir)?;
                 file.sync_data()?;
                 crate::metrics::get().log_fsynced(started.elapsed());
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
