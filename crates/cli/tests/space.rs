@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,25 +15,35 @@ use num_bigint::BigInt;
 use ringkv_client::{Client, ClientError, Outcome};
 use ringkv_testkit::Cluster;
 
-/// A tmpfs mounted on a fresh directory, unmounted when dropped.
+/// A tmpfs mounted on a directory, unmounted when dropped.
 struct Tmpfs {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    _fresh: Option<tempfile::TempDir>,
 }
 
 impl Tmpfs {
+    /// On a fresh directory.
     fn mount(mib: u64) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
+        let fresh = tempfile::tempdir().unwrap();
+        let mut fs = Tmpfs::mount_at(fresh.path(), mib)?;
+        fs._fresh = Some(fresh);
+        Some(fs)
+    }
+
+    /// On `dir` (created if missing).
+    fn mount_at(dir: &Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
         let size = format!("size={mib}m");
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(dir.path()).status();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(dir).status();
         if !ok.is_ok_and(|s| s.success()) {
             eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
             return None;
         }
-        Some(Tmpfs { dir })
+        Some(Tmpfs { dir: dir.to_owned(), _fresh: None })
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     fn resize(&self, mib: u64) {
@@ -41,11 +51,19 @@ impl Tmpfs {
         let ok = Command::new("mount").args(["-o", &size]).arg(self.path()).status().unwrap();
         assert!(ok.success(), "cannot resize the tmpfs");
     }
+
+    /// Fills it with a ballast file until `leave` bytes are free.
+    fn fill_to(&self, leave: u64) -> PathBuf {
+        let free = nix::sys::statvfs::statvfs(self.path()).map(|s| s.blocks_available() * s.fragment_size()).unwrap();
+        let ballast = self.path().join("ballast");
+        std::fs::write(&ballast, vec![0u8; free.saturating_sub(leave) as usize]).unwrap();
+        ballast
+    }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
 
@@ -94,6 +112,37 @@ async fn check_all(client: &Client, keys: &[u64]) {
     }
 }
 
+/// A refused write left nothing behind.
+async fn absent(client: &Client, k: u64) {
+    let got = client.get(&BigInt::from(k)).await.unwrap_or_else(|e| panic!("get {k}: {e}"));
+    assert_eq!(got.value, None, "key {k} was refused, yet it is there");
+}
+
+/// Sets fresh key `k` through any replica, sending it again while the
+/// group answers UNAVAILABLE (an election) or RESOURCE_EXHAUSTED (a leader
+/// short of space, until another takes over), within `within`. Returns
+/// how many answers were refusals.
+async fn set_retrying(client: &Client, k: u64, within: Duration) -> usize {
+    let started = Instant::now();
+    let mut refused = 0;
+    loop {
+        match client.set(&BigInt::from(k), 1, value(k)).await {
+            Ok(r) if r.outcome == Outcome::Success => return refused,
+            // An earlier attempt whose answer was lost took effect.
+            Ok(r) if r.value.as_ref().is_some_and(|v| v.data.as_ref() == value(k).as_slice()) => return refused,
+            Ok(r) => panic!("set {k}: {:?}", r.outcome),
+            Err(e) if started.elapsed() < within => {
+                refused += 1;
+                if refused == 1 {
+                    eprintln!("set {k}: {e} (sending it again)");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("set {k} not accepted within {within:?}: {e}"),
+        }
+    }
+}
+
 /// Writes until retried ones go through again (space measured every
 /// 200 ms), within `within`.
 async fn wait_writable(client: &Client, k: u64, within: Duration) {
@@ -119,6 +168,7 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself() {
     let (mut acked, refusal) = fill(&client, 0).await;
     assert!(acked.len() >= 20, "only {} writes fit", acked.len());
     assert!(refusal.contains("disk nearly full") && refusal.contains("min_free_bytes"), "{refusal}");
+    absent(&client, acked.last().unwrap() + 1).await;
     let alarm = alarms(&cluster).await;
     assert!(alarm.iter().any(|a| a.contains("disk nearly full")), "status shows no alarm: {alarm:?}");
     check_all(&client, &acked).await;
@@ -148,6 +198,7 @@ async fn the_quota_refuses_writes_until_deletes_bring_the_state_below_it() {
     let client = cluster.client(opts(false)).unwrap();
     let (acked, refusal) = fill(&client, 0).await;
     assert!(refusal.contains("quota exceeded") && refusal.contains("raise quota_bytes"), "{refusal}");
+    absent(&client, acked.last().unwrap() + 1).await;
     // 64 KiB values: the quota holds about 30 of them.
     assert!((20..=40).contains(&acked.len()), "{} writes under a 2 MiB quota", acked.len());
     assert!(alarms(&cluster).await.iter().any(|a| a.contains("quota exceeded")));
@@ -195,4 +246,103 @@ async fn a_write_failing_on_disk_stops_the_process_with_the_reason() {
     fs.resize(64);
     cluster.launch().await.expect("restart once space is back");
     check_all(&cluster.client(opts(false)).unwrap(), &acked).await;
+}
+
+/// Three replicas, each data dir on a tmpfs of its own. The leader's disk
+/// fills: it hands leadership over (openraft 0.9 cannot transfer it, so it
+/// goes quiet) and a replica with space takes the group's writes; once its
+/// space is back it catches up. Then a follower's disk fills completely:
+/// its log write fails, it exits saying why, the group goes on, and
+/// restarted with space it catches up. Nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_on_one_replica_does_not_stop_its_group() {
+    let _one = common::ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut disks = Vec::new();
+    for r in 0..3 {
+        let Some(fs) = Tmpfs::mount_at(&root.path().join(format!("p0/r{r}")), 160) else { return };
+        disks.push(fs);
+    }
+    let args = ["--min-free-bytes", "16777216", "--snapshot-interval", "0"];
+    let mut cluster = start(spec(1, 3, &args).dir(root.path())).await;
+    let client = cluster.client(opts(false)).unwrap();
+    let mut acked: Vec<u64> = Vec::new();
+    for k in 0..20 {
+        set_retrying(&client, k, Duration::from_secs(5)).await;
+        acked.push(k);
+    }
+
+    // The leader's disk: 10 MiB left, below the 16 MiB reserve.
+    let full = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
+    let ballast = disks[full].fill_to(10 << 20);
+    let started = Instant::now();
+    let (mut k, mut refused) = (20, 0);
+    let leader = loop {
+        refused += set_retrying(&client, k, Duration::from_secs(10)).await;
+        acked.push(k);
+        k += 1;
+        match cluster.leader(0).await {
+            Some(l) if l != full => break l,
+            _ => assert!(started.elapsed() < Duration::from_secs(10), "the replica short of space still leads"),
+        }
+    };
+    eprintln!(
+        "leader {full} short of space: replica {leader} leads {:?} after the disk filled; {} writes meanwhile, {refused} attempts refused",
+        started.elapsed(),
+        k - 20
+    );
+    for _ in 0..5 {
+        set_retrying(&client, k, Duration::from_secs(5)).await;
+        acked.push(k);
+        k += 1;
+    }
+    let Some(status) = cluster.replica(0, full).status(false, Duration::from_secs(5)).await else {
+        panic!("replica {full} does not answer:\n{}", cluster.replica(0, full).process.log())
+    };
+    assert!(status.alarms.iter().any(|a| a.contains("disk nearly full")), "no alarm: {:?}", status.alarms);
+    check_all(&client, &acked).await;
+
+    // Space back: the alarm clears and it catches up, without a restart.
+    std::fs::remove_file(&ballast).unwrap();
+    cluster.wait_identical(0, Duration::from_secs(20)).await.expect("the replica did not catch up");
+    assert!(cluster.reap_exited().is_empty(), "a replica exited:\n{}", cluster.logs());
+    // Free space is measured every 200 ms.
+    let replica = cluster.replica(0, full);
+    common::wait_for("the alarm to clear", Duration::from_secs(5), || async {
+        replica.status(false, Duration::from_secs(1)).await.is_some_and(|s| s.alarms.is_empty())
+    })
+    .await;
+
+    // A follower's disk fills up completely.
+    let leader = cluster.wait_leader(0, Duration::from_secs(10)).await.unwrap();
+    let follower = (leader + 1) % 3;
+    let ballast = disks[follower].fill_to(2 << 20);
+    let started = Instant::now();
+    let exited = loop {
+        set_retrying(&client, k, Duration::from_secs(10)).await;
+        acked.push(k);
+        k += 1;
+        let exited = cluster.reap_exited();
+        if !exited.is_empty() {
+            break exited;
+        }
+        let log = || cluster.replica(0, follower).process.log();
+        assert!(started.elapsed() < Duration::from_secs(30), "the full follower {follower} never failed:\n{}", log());
+    };
+    assert_eq!(exited[0].1, follower, "{exited:?}");
+    assert!(!exited[0].2.success(), "exit status {:?}", exited[0].2);
+    let log = cluster.replica(0, follower).process.log();
+    assert!(log.contains("raft stopped") && log.contains("file system is full"), "no reason given:\n{log}");
+    for _ in 0..5 {
+        set_retrying(&client, k, Duration::from_secs(5)).await;
+        acked.push(k);
+        k += 1;
+    }
+
+    std::fs::remove_file(&ballast).unwrap();
+    cluster.restart(0, follower).unwrap();
+    common::wait_serving(&cluster, 0, follower).await;
+    cluster.wait_identical(0, Duration::from_secs(30)).await.expect("the follower did not catch up");
+    check_all(&cluster.client(opts(false)).unwrap(), &acked).await;
+    eprintln!("{} acknowledged writes, all there; replicas identical", acked.len());
 }

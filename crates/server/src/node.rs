@@ -5,6 +5,7 @@
 
 mod error;
 mod space;
+mod step_aside;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,6 +31,7 @@ use crate::sm::session::Request;
 use crate::sm::store::{KvStore, StoreError};
 use crate::write_batch::WriteBatcher;
 use space::Space;
+use step_aside::StepAside;
 
 pub use error::NodeError;
 
@@ -58,6 +60,7 @@ struct Inner {
     config: Config,
     floor: RestartFloor,
     space: Arc<Space>,
+    step_aside: Arc<StepAside>,
     /// Kept so that the log's writer thread, which stops (flushing what it
     /// has) when its last handle is dropped, lives as long as the node;
     /// also asked for its size (metrics).
@@ -120,7 +123,11 @@ impl Node {
             })
         };
         let writes = WriteBatcher::new(raft.clone());
-        let inner = Inner { raft, reads, writes, store, config, floor, space, log, _lock: lock };
+        // Long enough for a follower's lease and election timeout to run
+        // out, and its vote round.
+        let give_up = Duration::from_millis(4 * config.election_timeout_max_ms + config.heartbeat_ms);
+        let step_aside = StepAside::watch(raft.clone(), space.clone(), give_up);
+        let inner = Inner { raft, reads, writes, store, config, floor, space, step_aside, log, _lock: lock };
         let node = Node { inner: Arc::new(inner) };
         node.wait_ready().await?;
         Ok(node)
@@ -170,6 +177,9 @@ impl Node {
     /// space is short a leader proposes only deletes (`node/space.rs`); a
     /// follower passes writes on to its leader, whose disk decides.
     pub async fn write(&self, req: Request) -> Result<Reply, NodeError> {
+        if self.inner.step_aside.handing_over() {
+            return Err(NodeError::HandingOver);
+        }
         if !req.cmd.shrinks() {
             // The alarm first: two atomic loads, where `leads` clones
             // openraft's metrics (only worth it when space is short).
@@ -228,6 +238,9 @@ impl Node {
             // The deliberately broken build (see Cargo.toml): a replica that
             // believes it leads answers without confirming it with a quorum.
             return self.read_local(read);
+        }
+        if self.inner.step_aside.handing_over() {
+            return Err(NodeError::HandingOver);
         }
         self.inner.reads.confirm().await.map_err(NodeError::from_read)?;
         self.inner.floor.reach(&self.inner.raft).await?;

@@ -39,6 +39,10 @@ pub enum NodeError {
     /// Writes are refused until disk space is back (`node/space.rs`).
     #[error("{0}")]
     NoSpace(String),
+    /// This leader's disk is nearly full and it is making way for a
+    /// replica with space (`node/step_aside.rs`); nothing was proposed.
+    #[error("this replica's disk is nearly full and it is handing leadership over; retry shortly")]
+    HandingOver,
     /// The local store failed: a server fault, never the client's.
     #[error("storage error: {0}")]
     Storage(#[from] StoreError),

@@ -103,6 +103,12 @@ impl Space {
         free.saturating_sub(self.spent.load(Ordering::Relaxed)).saturating_sub(self.pending.load(Ordering::Relaxed))
     }
 
+    /// Whether the data dir's file system is below the reserve (the
+    /// quota aside: every replica holds the same state).
+    pub fn disk_low(&self) -> bool {
+        self.free_now() < self.min_free
+    }
+
     /// Why writes are refused now, if they are.
     pub fn alarm(&self) -> Option<String> {
         // The writes since the last look count against the quota too (half
@@ -115,7 +121,7 @@ impl Space {
                 self.quota
             ));
         }
-        (free < self.min_free).then(|| {
+        self.disk_low().then(|| {
             format!(
                 "disk nearly full: {free} bytes free on the data dir's file system, below min_free_bytes = {}; \
                  free space or move the data dir",

@@ -38,7 +38,7 @@ impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::NotLeader { .. } => no_leader(),
-            NodeError::LeadershipLost | NodeError::NoQuorum(_) | NodeError::Stopping(_) => {
+            NodeError::LeadershipLost | NodeError::NoQuorum(_) | NodeError::Stopping(_) | NodeError::HandingOver => {
                 Status::unavailable(e.to_string())
             }
             NodeError::Membership(_) => Status::failed_precondition(e.to_string()),
@@ -113,6 +113,7 @@ mod tests {
             (NodeError::Stopping("the server is shutting down".into()), Code::Unavailable, "shutting down"),
             (NodeError::Membership("in progress".into()), Code::FailedPrecondition, "in progress"),
             (NodeError::NoSpace("quota exceeded: 9 of 8 bytes".into()), Code::ResourceExhausted, "quota exceeded"),
+            (NodeError::HandingOver, Code::Unavailable, "handing leadership over"),
             (NodeError::Storage(StoreError::CorruptValue("3 bytes".into())), Code::Internal, "storage error"),
             (NodeError::Internal("reply count mismatch".into()), Code::Internal, "reply count mismatch"),
         ];
