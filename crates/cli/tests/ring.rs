@@ -129,13 +129,17 @@ async fn ring_aware_hops(ring: &TestRing, samples: usize) -> (f64, u64) {
     ((after.hops - before.hops) as f64 / answers as f64, after.max_hops)
 }
 
+/// Chord's mean path is ½·log2 n hops (measured here within 0.06 of it);
+/// routing by successors alone would take (n − 1)/2, which the bound's
+/// margin of ¼ hop catches from n = 4 on (1.5 > 1.25), as does the
+/// longest path (a mutation run, fingers ignored, fails at n = 4).
 fn check_hops(n: usize, server: (f64, u32), aware: (f64, u64)) {
-    let bound = 0.5 * (n as f64).log2() + 1.0;
+    let bound = 0.5 * (n as f64).log2() + 0.25;
     eprintln!(
         "n = {n}: server-side routing mean {:.3} hops, max {} (bound {bound:.2}); ring-aware mean {:.3}, max {}",
         server.0, server.1, aware.0, aware.1
     );
-    assert!(server.0 <= bound, "n = {n}: mean {} hops > ½·log2(n) + 1 = {bound}", server.0);
+    assert!(server.0 <= bound, "n = {n}: mean {} hops > ½·log2(n) + ¼ = {bound}", server.0);
     assert!(aware.0 < 0.05, "n = {n}: ring-aware mean {} hops", aware.0);
 }
 
