@@ -17,6 +17,7 @@
 pub(crate) mod broken;
 pub mod cli;
 pub mod config;
+pub(crate) mod disk;
 pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod raft;

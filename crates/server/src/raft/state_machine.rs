@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::broken;
+use crate::disk::OsDisk;
 use crate::sm::command::Reply;
 use crate::sm::snapshot::{self, SnapshotError};
 use crate::sm::store::{Checkpoints, KvStore, StoreError};
@@ -207,7 +208,7 @@ impl Shared {
         self.progress.snapshot_bytes.store(file_len(&path), Ordering::Relaxed);
         self.verified.store(true, Ordering::Relaxed);
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta, path));
-        if let Some(oldest) = snapshot::retain(&self.dir, self.snapshots_kept)? {
+        if let Some(oldest) = snapshot::retain(&OsDisk, &self.dir, self.snapshots_kept)? {
             // The receiver lives as long as the server; if it is gone the
             // server is stopping and there is nothing left to purge.
             let _ = self.purge_tx.send(oldest);
@@ -227,7 +228,7 @@ impl Shared {
         // store must hold it durably first (a checkpoint now).
         self.store.sync()?;
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id: snapshot_id(last_log_id) };
-        let path = snapshot::write(&self.dir, &view, &meta)?;
+        let path = snapshot::write(&OsDisk, &self.dir, &view, &meta)?;
         drop(view);
         self.progress.consumed(consumed);
         self.adopt(meta.clone(), path.clone())

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::disk::Disk;
 use super::LogError;
+use crate::disk::Disk;
 use crate::raft::types::{LogId, Vote};
 
 const META_FILE: &str = "raft.meta";

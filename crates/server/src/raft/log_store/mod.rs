@@ -21,7 +21,6 @@
 //! Everything else in the directory (snapshots `snap.*`, the LMDB `sm/`) is
 //! not ours and is never touched.
 
-mod disk;
 mod meta;
 #[cfg(test)]
 mod model_tests;
@@ -45,6 +44,7 @@ use std::thread::JoinHandle;
 
 pub use meta::LogMeta;
 
+use crate::disk::{Disk, OsDisk};
 use crate::raft::types::{Entry, LogId};
 use state::Shared;
 use writer::{Op, Writer};
@@ -122,11 +122,11 @@ impl LogStore {
     /// damage is an error naming the file and offset. Blocking; call before
     /// the runtime serves.
     pub fn open(dir: &Path, opts: LogOptions) -> Result<LogStore, LogError> {
-        Self::open_on(Arc::new(disk::OsDisk), dir, opts)
+        Self::open_on(Arc::new(OsDisk), dir, opts)
     }
 
     /// `open`, writing through `disk` (tests put a recorder there).
-    fn open_on(disk: Arc<dyn disk::Disk>, dir: &Path, opts: LogOptions) -> Result<LogStore, LogError> {
+    fn open_on(disk: Arc<dyn Disk>, dir: &Path, opts: LogOptions) -> Result<LogStore, LogError> {
         fs::create_dir_all(dir).map_err(|source| LogError::Io { path: dir.to_owned(), source })?;
         let mut tail: VecDeque<(Entry, usize)> = VecDeque::new();
         let mut tail_bytes = 0usize;

@@ -17,13 +17,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use super::disk::Disk;
 use super::meta::{self, LogMeta};
 use super::record::{
     self, Header, RecordFault, OLD_SEGMENT_MAGICS, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use super::state::Slot;
 use super::LogError;
+use crate::disk::Disk;
 use crate::raft::types::Entry;
 
 /// A change to the files that recovery calls for.

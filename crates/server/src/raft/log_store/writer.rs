@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::disk::{Disk, DiskFile};
 use super::meta::{self, LogMeta};
 use super::record::segment_path;
 use super::state::{Chunk, TruncatePlan};
 use super::{lock, Shared};
+use crate::disk::{Disk, DiskFile};
 use crate::raft::types::{LogFlushed, LogId, Vote};
 
 /// How long a new committed log id may wait to be written on its own.

@@ -1,8 +1,13 @@
-//! The log writer's file system: every write, cut, sync, rename and delete
-//! the writer does goes through `Disk`, so that a test can stand between
-//! the log and the disk. `OsDisk` is the real one; the power-cut tests
-//! (`power_cut_tests.rs`) record every operation and rebuild what a disk
-//! would hold after a power cut at any point: only what was synced.
+//! The file system as the log writer and the snapshot writer see it: every
+//! write, cut, sync, rename and delete they do goes through `Disk`, so that
+//! a test can stand between them and the disk. `OsDisk` is the real one;
+//! the power-cut tests (`raft/log_store/power_cut_tests.rs`,
+//! `sm/snapshot.rs`) use `recorder`, which records every operation and
+//! rebuilds what a disk would hold after a power cut at any point: only
+//! what was synced.
+
+#[cfg(test)]
+pub(crate) mod recorder;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -10,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Where the log writer's files live.
-pub(super) trait Disk: Send + Sync {
+pub(crate) trait Disk: Send + Sync {
     /// Opens `path` for writing; `create` makes it new and empty.
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -21,7 +26,7 @@ pub(super) trait Disk: Send + Sync {
 }
 
 /// A file open for writing.
-pub(super) trait DiskFile: Send + Sync {
+pub(crate) trait DiskFile: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// `fdatasync`: the content (and the size) reaches the disk.
@@ -31,7 +36,7 @@ pub(super) trait DiskFile: Send + Sync {
 }
 
 /// The operating system's file system.
-pub(super) struct OsDisk;
+pub(crate) struct OsDisk;
 
 impl Disk for OsDisk {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>> {
@@ -77,5 +82,35 @@ impl DiskFile for File {
 
     fn sync_all(&self) -> io::Result<()> {
         File::sync_all(self)
+    }
+}
+
+/// A `DiskFile` written front to back, as `io::Write` (the snapshot writer
+/// streams through a `BufWriter` of it).
+pub(crate) struct Appender {
+    file: Box<dyn DiskFile>,
+    offset: u64,
+}
+
+impl Appender {
+    pub(crate) fn new(file: Box<dyn DiskFile>) -> Appender {
+        Appender { file, offset: 0 }
+    }
+
+    /// The file, once everything is written (to sync it).
+    pub(crate) fn into_file(self) -> Box<dyn DiskFile> {
+        self.file
+    }
+}
+
+impl io::Write for Appender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
