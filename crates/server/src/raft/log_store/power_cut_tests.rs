@@ -120,20 +120,57 @@ async fn check_one(dir: &Path, cut: usize, history: &History) -> Result<(), Stri
     Ok(())
 }
 
-async fn cuts(skip_sync_data: bool, seed: u64) -> (usize, usize, Vec<String>) {
+/// The acknowledgements (appends and votes) made while a file still had
+/// writes no sync had covered: each must follow at least one fsync of
+/// every byte written before it.
+fn unsynced_acks(ops: &[Op], history: &History) -> Vec<String> {
+    let mut acks: Vec<usize> = history.appends.iter().chain(&history.votes).map(|(at, _)| *at).collect();
+    acks.sort_unstable();
+    let mut pending: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    let mut next = acks.iter().peekable();
+    for (i, op) in ops.iter().enumerate() {
+        while next.next_if(|&&at| at == i).is_some() {
+            if let Some((name, w)) = pending.iter().next() {
+                out.push(format!("acknowledged after op {i} with op {w}'s write to {name} not synced"));
+            }
+        }
+        match op {
+            Op::Write { name, .. } | Op::SetLen { name, .. } => {
+                pending.entry(name).or_insert(i);
+            }
+            Op::Sync { name } | Op::Remove { name } => {
+                pending.remove(name.as_str());
+            }
+            Op::Rename { from, to } => {
+                if let Some(w) = pending.remove(from.as_str()) {
+                    pending.insert(to, w);
+                }
+            }
+            Op::Open { .. } | Op::SyncDir => {}
+        }
+    }
+    out
+}
+
+/// Runs the recording and checks it: (ops, acknowledged appends,
+/// acknowledgements before their fsync, cuts that lose data).
+async fn cuts(skip_sync_data: bool, seed: u64) -> (usize, usize, Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder { skip_sync_data, ..Recorder::default() });
     let (baseline, history) = run(dir.path(), recorder.clone(), seed).await;
     let ops = recorder.ops.lock().unwrap().clone();
+    let unsynced = unsynced_acks(&ops, &history);
     let failures = check_cuts(&baseline, &ops, &history, seed).await;
-    (ops.len(), history.appends.len(), failures)
+    (ops.len(), history.appends.len(), unsynced, failures)
 }
 
 #[tokio::test]
 async fn a_power_cut_at_any_point_keeps_everything_acknowledged() {
-    let (ops, acks, failures) = cuts(false, 17).await;
+    let (ops, acks, unsynced, failures) = cuts(false, 17).await;
     eprintln!("{} power cuts ({} torn) over {acks} acknowledged appends: none lost anything", ops + 1, ops / 3 + 1);
     assert!(ops > 500 && acks == 150, "{ops} ops, {acks} acknowledged appends");
+    assert!(unsynced.is_empty(), "acknowledged before the fsync:\n{}", unsynced.join("\n"));
     assert!(failures.is_empty(), "{} of {ops} cuts lose data:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -141,9 +178,14 @@ async fn a_power_cut_at_any_point_keeps_everything_acknowledged() {
 /// acknowledged entries, so the test above can fail.
 #[tokio::test]
 async fn without_the_fsync_power_cuts_lose_acknowledged_writes() {
-    let (ops, _, failures) = cuts(true, 17).await;
+    let (ops, acks, unsynced, failures) = cuts(true, 17).await;
     eprintln!("without the fsync {} of {} cuts lose data, e.g. {:?}", failures.len(), ops + 1, failures.first());
+    eprintln!(
+        "without the fsync {} acknowledgements (of {acks} appends and their votes) come before their fsync",
+        unsynced.len()
+    );
     assert!(failures.iter().any(|f| f.contains("is lost")), "removing the fsync went unnoticed");
+    assert!(!unsynced.is_empty(), "an acknowledgement before its fsync went unnoticed");
 }
 
 /// A disk whose `fdatasync` fails once: the kernel may have dropped the
