@@ -15,7 +15,7 @@
 //! would not fit.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,13 @@ pub struct Space {
     /// What LMDB will need at the next checkpoint, when last measured:
     /// twice the bytes waiting in the store's overlay (copy on write).
     pending: AtomicU64,
+    /// Below the reserve at the last look.
+    low: AtomicBool,
+    /// Free bytes from which writes resume once low: a quarter of the
+    /// reserve above it, plus what the overlay was waiting to write when
+    /// the alarm rose (a checkpoint moves the estimate by that much), so
+    /// that writes do not flap on and off at the line.
+    resume_at: AtomicU64,
 }
 
 impl Space {
@@ -56,6 +63,8 @@ impl Space {
             free: AtomicU64::new(u64::MAX),
             spent: AtomicU64::new(0),
             pending: AtomicU64::new(0),
+            low: AtomicBool::new(false),
+            resume_at: AtomicU64::new(0),
         });
         space.measure();
         let weak = Arc::downgrade(&space);
@@ -106,7 +115,17 @@ impl Space {
     /// Whether the data dir's file system is below the reserve (the
     /// quota aside: every replica holds the same state).
     pub fn disk_low(&self) -> bool {
-        self.free_now() < self.min_free
+        let was = self.low.load(Ordering::Relaxed);
+        let line = if was { self.resume_at.load(Ordering::Relaxed) } else { self.min_free };
+        let low = self.free_now() < line;
+        if low && !was {
+            let band = (self.min_free / 4).saturating_add(self.pending.load(Ordering::Relaxed));
+            self.resume_at.store(self.min_free.saturating_add(band), Ordering::Relaxed);
+        }
+        if low != was {
+            self.low.store(low, Ordering::Relaxed);
+        }
+        low
     }
 
     /// Why writes are refused now, if they are.
@@ -123,9 +142,10 @@ impl Space {
         }
         self.disk_low().then(|| {
             format!(
-                "disk nearly full: {free} bytes free on the data dir's file system, below min_free_bytes = {}; \
-                 free space or move the data dir",
-                self.min_free
+                "disk nearly full: {free} bytes free on the data dir's file system, under min_free_bytes = {} \
+                 (writes resume from {} free); free space or move the data dir",
+                self.min_free,
+                self.resume_at.load(Ordering::Relaxed)
             )
         })
     }
@@ -170,6 +190,8 @@ mod tests {
             free: AtomicU64::new(0),
             spent: AtomicU64::new(0),
             pending: AtomicU64::new(0),
+            low: AtomicBool::new(false),
+            resume_at: AtomicU64::new(0),
         };
         s.used.store(used, Ordering::Relaxed);
         s.free.store(free, Ordering::Relaxed);
@@ -187,6 +209,15 @@ mod tests {
         let full = space(0, 10, 5, 9).alarm().unwrap();
         assert!(full.contains("9 bytes free") && full.contains("min_free_bytes = 10"), "{full}");
         assert!(space(0, 10, 5, 30).room_for(20));
+        // Once below the reserve, writes resume only a quarter above it.
+        let hysteresis = space(0, 100, 5, 99);
+        assert!(hysteresis.alarm().is_some());
+        hysteresis.free.store(120, Ordering::Relaxed);
+        assert!(hysteresis.alarm().is_some(), "resumed at 120 free, under 100 + 25");
+        hysteresis.free.store(125, Ordering::Relaxed);
+        assert!(hysteresis.alarm().is_none());
+        hysteresis.free.store(110, Ordering::Relaxed);
+        assert!(hysteresis.alarm().is_none(), "above the reserve, never low since");
         assert!(!space(0, 10, 5, 29).room_for(20));
     }
 
