@@ -90,7 +90,8 @@ impl Node {
         let floor = RestartFloor::new(log.state().0);
         let id = config.node_id;
         let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
-        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id, dial), log.clone(), sm)
+        let network = Network::new(id, dial, Duration::from_millis(config.heartbeat_ms));
+        let raft = Raft::new(id, Arc::new(raft_config(&config)?), network, log.clone(), sm)
             .await
             .context("cannot start raft")?;
         on_raft(raft.clone());
