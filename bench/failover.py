@@ -27,6 +27,9 @@ writer's gap and where the time went, from the survivors' server.log lines
     commit  -> the raw writer's next acknowledged write
 
 and at the end each writer's median and worst gap and the load average.
+With --quiet-bench SECONDS it first runs `ringkv bench` (256 clients) that
+long with no fault and reports the elections meanwhile: timeouts short
+enough for a fast failover must not also unseat a busy leader.
 """
 import argparse
 import json
@@ -46,14 +49,47 @@ from pathlib import Path
 from grpc_stubs import ROOT, key, stubs
 
 
+def metrics(metrics_addr: str) -> str:
+    """The replica's /metrics text ("" when it does not answer)."""
+    try:
+        return urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=1).read().decode()
+    except OSError:
+        return ""
+
+
 def role(metrics_addr: str) -> str:
     """The replica's Raft role from its /metrics, or "down"."""
-    try:
-        text = urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=1).read().decode()
-    except OSError:
+    text = metrics(metrics_addr)
+    if not text:
         return "down"
     m = re.search(r'^ringkv_raft_role\{role="(\w+)"\} 1$', text, re.M)
     return m.group(1) if m else "unknown"
+
+
+def elections(procs) -> tuple:
+    """(elections stood, summed over the replicas; the highest term)."""
+    stood, term = 0, 0
+    for p in procs:
+        text = metrics(p["metrics_address"])
+        e = re.search(r"^ringkv_raft_elections_started_total(?:\{[^}]*\})? (\S+)$", text, re.M)
+        t = re.search(r"^ringkv_raft_term(?:\{[^}]*\})? (\S+)$", text, re.M)
+        stood += int(float(e.group(1))) if e else 0
+        term = max(term, int(float(t.group(1))) if t else 0)
+    return stood, term
+
+
+def quiet_bench(bin, procs, seconds: float, clients: int):
+    """`ringkv bench` (set) against every replica with no fault: prints its
+    throughput and the elections meanwhile (there should be none)."""
+    before = elections(procs)
+    out = subprocess.run([bin, "--addr", ",".join(p["address"] for p in procs), "bench", "--clients", str(clients),
+                          "--duration", str(seconds)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    after = elections(procs)
+    lines = [line for line in out.stdout.splitlines() if "ops/s" in line or "latency" in line]
+    load = os.getloadavg()
+    print(f"no-fault bench, {clients} clients, {seconds:.0f} s: {' · '.join(lines) or out.stderr.strip()}")
+    print(f"  elections meanwhile: {after[0] - before[0]} (term {before[1]} -> {after[1]}); "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
 
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
@@ -150,6 +186,9 @@ def main():
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--clients", default="raw,rust", help="the writers, comma-separated: raw, rust")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds after a restart before the next kill")
+    ap.add_argument("--quiet-bench", type=float, default=0, metavar="SECONDS",
+                    help="first run `ringkv bench` this long with no fault and count the elections")
+    ap.add_argument("--bench-clients", type=int, default=256)
     ap.add_argument("--server-arg", action="append", default=[],
                     help="passed to every server (e.g. --server-arg=--election-timeout-max-ms=200)")
     args = ap.parse_args()
@@ -182,6 +221,9 @@ def main():
                         return i
                 time.sleep(0.05)
 
+        leader()
+        if args.quiet_bench > 0:
+            quiet_bench(args.bin, procs, args.quiet_bench, args.bench_clients)
         if "rust" in clients:
             writers["rust"] = RustWriter(args.bin, [p["address"] for p in procs], work / "probe.log")
             writers["rust"].start()
