@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cmd::{admin, bench, faults, ops, server, top, up};
+use cmd::{admin, bench, faults, ops, probe, server, top, up};
 use ringkv_client::{Client, ClientOptions};
 
 const ABOUT: &str = "ringkv: a distributed, versioned key-value store.";
@@ -111,6 +111,9 @@ enum Cmd {
     /// rate, requests/s and p99, from its /metrics, every second.
     #[command(after_help = TOP_EXAMPLES)]
     Top(top::TopArgs),
+    /// Write fresh keys back to back and print when each was acknowledged
+    /// (Unix microseconds): outages as a client sees them.
+    Probe(probe::ProbeArgs),
     #[command(flatten)]
     Op(ops::Op),
 }
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bench(args) => bench::run(args.clone(), &cli.addr, cli.json).await?,
         Cmd::Faults(args) => return faults::run(args.clone()).await,
         Cmd::Top(args) => top::run(args.clone()).await?,
+        Cmd::Probe(args) => probe::run(args, &client(&cli)?).await?,
         Cmd::Op(op) => match op.run(&client(&cli)?).await {
             Ok(answer) if cli.json => println!("{}", answer.json()),
             Ok(answer) => println!("{}", answer.readable()),

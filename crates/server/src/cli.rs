@@ -68,15 +68,17 @@ pub struct ServerArgs {
     /// Versions kept per key (0: all).
     #[arg(long)]
     pub max_versions: Option<u32>,
-    /// Raft heartbeat interval (ms).
+    /// Raft heartbeat interval (ms; default 40); also how long an append
+    /// may take to be answered.
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Shortest Raft election timeout (ms). A follower stands after its
-    /// timeout plus openraft's leader lease (election_timeout_max_ms) of
-    /// silence: the failover time.
+    /// Shortest Raft election timeout (ms; default 80). A follower stands
+    /// after its timeout plus openraft's leader lease
+    /// (election_timeout_max_ms) without a heartbeat: most of a failover.
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
-    /// Longest Raft election timeout (ms); also openraft's leader lease.
+    /// Longest Raft election timeout (ms; default 120); also openraft's
+    /// leader lease.
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
     /// This replica's group's position on the ring (an index into the

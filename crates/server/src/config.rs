@@ -78,10 +78,15 @@ pub struct Config {
     /// LMDB's map size: the largest the state machine may grow (virtual
     /// memory only; nothing is allocated up front).
     pub lmdb_map_bytes: usize,
-    /// Raft heartbeat interval (milliseconds).
+    /// Raft heartbeat interval (milliseconds). openraft also gives each
+    /// append (and each leadership confirmation of a linearizable read)
+    /// this long to be answered before sending again.
     pub heartbeat_ms: u64,
-    /// Raft election timeout range (milliseconds); a random value in it is
-    /// used so that replicas do not all stand at once.
+    /// Raft election timeout range (milliseconds); each replica draws its
+    /// timeout from it once, so that replicas do not all stand at once. A
+    /// follower stands after `election_timeout_max_ms` (openraft's leader
+    /// lease) plus its timeout without a heartbeat: 200–240 ms with the
+    /// defaults, which are chosen in docs/design.md §4.2.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     /// Where this replica dials a peer's Raft instead of the `raft_addr`
@@ -121,9 +126,9 @@ impl Default for Config {
             log_segment_bytes: 64 * 1024 * 1024,
             log_cache_bytes: 8 * 1024 * 1024,
             lmdb_map_bytes: 64 * 1024 * 1024 * 1024,
-            heartbeat_ms: 50,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            heartbeat_ms: 40,
+            election_timeout_min_ms: 80,
+            election_timeout_max_ms: 120,
             raft_dial: Vec::new(),
             metrics_listen: None,
         }

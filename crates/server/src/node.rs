@@ -91,7 +91,8 @@ impl Node {
         let floor = RestartFloor::new(log.state().0);
         let id = config.node_id;
         let dial = config.raft_dial.iter().map(|d| (d.id, d.addr.clone())).collect();
-        let raft = Raft::new(id, Arc::new(raft_config(&config)?), Network::new(id, dial), log.clone(), sm)
+        let network = Network::new(id, dial, Duration::from_millis(config.heartbeat_ms));
+        let raft = Raft::new(id, Arc::new(raft_config(&config)?), network, log.clone(), sm)
             .await
             .context("cannot start raft")?;
         on_raft(raft.clone());
@@ -124,8 +125,8 @@ impl Node {
         };
         let writes = WriteBatcher::new(raft.clone());
         // Long enough for a follower's lease and election timeout to run
-        // out, and its vote round.
-        let give_up = Duration::from_millis(4 * config.election_timeout_max_ms + config.heartbeat_ms);
+        // out, and its vote round, with room for a loaded machine.
+        let give_up = Duration::from_millis((8 * config.election_timeout_max_ms).max(1000));
         let step_aside = StepAside::watch(raft.clone(), space.clone(), give_up);
         let inner = Inner { raft, reads, writes, store, config, floor, space, step_aside, log, _lock: lock };
         let node = Node { inner: Arc::new(inner) };

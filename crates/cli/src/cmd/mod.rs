@@ -10,11 +10,14 @@
 //! - `bench`: the load generator.
 //! - `faults`: the fault harness (kill, pause, partition; linearizability).
 //! - `top`: a live view of a ring's replicas, from their `/metrics`.
+//! - `probe`: back-to-back writes, one line per acknowledgement (outages as
+//!   a client sees them).
 
 pub mod admin;
 pub mod bench;
 pub mod faults;
 pub mod ops;
+pub mod probe;
 pub mod ring;
 pub mod server;
 pub mod top;

@@ -9,6 +9,13 @@
 //!
 //! A standalone server is a group of one and never sends anything here.
 //!
+//! A peer that cannot be reached (connection refused: it is down) is tried
+//! again after one heartbeat interval, not openraft's default of 500 ms:
+//! a replica that comes back must hear its leader before its own election
+//! timer runs out, or it stands, and its higher term unseats the leader
+//! (openraft 0.9 has no pre-vote). Against a dead peer that costs one
+//! refused connection per heartbeat.
+//!
 //! A peer is dialled at its `raft_addr` from the membership, unless the
 //! configuration's `raft_dial` names another address for it (a proxy, a
 //! NAT): the membership must be identical on every replica, but the route
@@ -21,7 +28,7 @@ use std::time::Duration;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
@@ -45,11 +52,14 @@ pub struct Network {
     dial: Arc<HashMap<NodeId, String>>,
     /// The channel to each Raft address.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The pause before trying an unreachable peer again.
+    retry_unreachable: Duration,
 }
 
 impl Network {
-    pub fn new(me: NodeId, dial: HashMap<NodeId, String>) -> Self {
-        Self { me, dial: Arc::new(dial), channels: Arc::default() }
+    /// `retry_unreachable` is the heartbeat interval (see the module doc).
+    pub fn new(me: NodeId, dial: HashMap<NodeId, String>, retry_unreachable: Duration) -> Self {
+        Self { me, dial: Arc::new(dial), channels: Arc::default(), retry_unreachable }
     }
 
     /// The channel to `addr`, made on first use.
@@ -71,6 +81,7 @@ pub struct PeerClient {
     target: NodeId,
     node: Node,
     client: Result<RaftClient<Channel>, String>,
+    retry_unreachable: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -86,7 +97,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
             })
             .map_err(|e| format!("bad raft address {addr:?} for replica {target}: {e}"));
-        PeerClient { me: self.me, target, node: node.clone(), client }
+        PeerClient { me: self.me, target, node: node.clone(), client, retry_unreachable: self.retry_unreachable }
     }
 }
 
@@ -198,5 +209,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.call(Call::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_unreachable))
     }
 }
