@@ -85,7 +85,7 @@ async fn propose(raft: &Raft, batch: Vec<(Request, Waiter)>) {
     let (reqs, waiters): (Vec<Request>, Vec<Waiter>) = batch.into_iter().unzip();
     let n = reqs.len();
     crate::metrics::get().proposed(n);
-    match raft.client_write(Proposal(reqs)).await {
+    match raft.client_write(Proposal::new(reqs)).await {
         Ok(resp) if resp.data.len() == n => {
             for (waiter, reply) in waiters.into_iter().zip(resp.data) {
                 let _ = waiter.send(Ok(reply));

@@ -8,6 +8,8 @@
 //! the log (the leader's clock travels in each entry), so every replica
 //! keeps and expires the same sessions.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::command::{self, Command, Reply, Store};
@@ -76,7 +78,15 @@ pub fn apply<S: SessionStore>(store: &mut S, index: u64, req: Request) -> Result
 }
 
 /// Applies the requests of the entry at log index `index`, in order.
-pub fn apply_all<S: SessionStore>(store: &mut S, index: u64, reqs: Vec<Request>) -> Result<Vec<Reply>, S::Error> {
+///
+/// The requests are taken from the entry when nothing else holds it, else
+/// copied (the log's cache shares entries: `raft::types::Proposal`).
+pub fn apply_all<S: SessionStore>(
+    store: &mut S,
+    index: u64,
+    reqs: impl Into<Arc<Vec<Request>>>,
+) -> Result<Vec<Reply>, S::Error> {
+    let reqs = Arc::unwrap_or_clone(reqs.into());
     if let Some(first) = reqs.first() {
         sweep(store, index, first.time_ms)?;
     }

@@ -603,7 +603,7 @@ impl Batch<'_> {
     }
 
     /// Applies the requests of the entry at `index`, in order.
-    pub fn apply_requests(&mut self, index: u64, reqs: Vec<Request>) -> Result<Vec<Reply>, StoreError> {
+    pub fn apply_requests(&mut self, index: u64, reqs: impl Into<Arc<Vec<Request>>>) -> Result<Vec<Reply>, StoreError> {
         session::apply_all(self, index, reqs)
     }
 

@@ -15,7 +15,7 @@ use crate::sm::session::Request;
 fn entry(term: u64, index: u64, size: usize) -> Entry {
     let log_id = LogId::new(CommittedLeaderId::new(term, 1), index);
     let cmd = Command::Set { key: index.to_be_bytes().to_vec(), timestamp: 0, data: vec![term as u8; size] };
-    let payload = EntryPayload::Normal(Proposal(vec![Request::plain(cmd, 0)]));
+    let payload = EntryPayload::Normal(Proposal::new(vec![Request::plain(cmd, 0)]));
     openraft::Entry { log_id, payload }
 }
 

@@ -26,7 +26,7 @@ use crate::sm::session::Request;
 fn entry(index: u64, rng: &mut impl Rng) -> Entry {
     let data = vec![index as u8; rng.random_range(1..600)];
     let cmd = Command::Set { key: index.to_be_bytes().to_vec(), timestamp: index as i64, data };
-    let payload = EntryPayload::Normal(Proposal(vec![Request::plain(cmd, 0)]));
+    let payload = EntryPayload::Normal(Proposal::new(vec![Request::plain(cmd, 0)]));
     openraft::Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
 }
 

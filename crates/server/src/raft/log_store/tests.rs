@@ -23,7 +23,7 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64) -> Entry {
     let payload = match index % 3 {
         0 => EntryPayload::Blank,
-        1 => EntryPayload::Normal(Proposal(vec![Request::plain(
+        1 => EntryPayload::Normal(Proposal::new(vec![Request::plain(
             Command::Set { key: vec![index as u8], timestamp: index as i64, data: vec![7; 40] },
             0,
         )])),
