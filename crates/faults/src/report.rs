@@ -94,6 +94,8 @@ pub struct Report {
     pub checked: Vec<KeyVerdict>,
     pub convergence: Convergence,
     pub violations: Vec<String>,
+    /// What the floors noticed without failing the run (`floors.rs`).
+    pub warnings: Vec<String>,
     pub pass: bool,
     /// Readable witnesses, per failing key.
     pub witnesses: BTreeMap<u32, Vec<String>>,
@@ -156,6 +158,7 @@ impl Report {
             checked,
             convergence,
             violations,
+            warnings: Vec::new(),
             witnesses,
         }
     }
@@ -250,6 +253,9 @@ impl Report {
         let _ = writeln!(t, "\nverdict: {verdict}");
         for v in &self.violations {
             let _ = writeln!(t, "  violation: {v}");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(t, "  warning: {w}");
         }
         t
     }

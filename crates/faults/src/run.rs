@@ -117,7 +117,8 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
             violations.push(format!("final read of key {} got no answer: {}", KeyName(r.key), r.outcome));
         }
     }
-    violations.extend(floors::violations(&faults, &records, &final_reads));
+    let floors = floors::check(&faults, &records, &final_reads);
+    violations.extend(floors.violations);
     records.extend(final_reads);
     records.sort_by_key(|r| (r.invoke_ns, r.client));
     let convergence = converge(&mut cluster).await;
@@ -142,7 +143,8 @@ pub async fn run(spec: &RunSpec) -> Result<Report, FaultsError> {
         after_workload_millis: workload_end.elapsed().as_millis() as u64,
     };
     violations.extend(checked.iter().filter_map(|k| key_violation(k, &budget)));
-    let report = Report::new(spec, faults, &records, checked, convergence, violations, timing);
+    let mut report = Report::new(spec, faults, &records, checked, convergence, violations, timing);
+    report.warnings = floors.warnings;
     report.write(&spec.out, &records)?;
     if report.pass && !spec.keep_data {
         let _ = std::fs::remove_dir_all(&data);
